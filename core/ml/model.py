@@ -1,0 +1,198 @@
+"""The transformer: a small decoder-only model with TransformerLens names.
+
+One file holds the whole model, top-down: config, attention, MLP, block, transformer.
+Dimension names are TransformerLens's: ``d_model``, ``n_heads``, ``d_head``, ``n_layers``,
+``n_ctx``, ``d_vocab``, ``d_mlp``. Shape comments use ``B`` batch, ``T`` positions, ``H`` heads.
+
+Two residual layouts (``norm``):
+- ``pre``: the standard pre-LN block, ``h <- h + attn(ln1(h)); h <- h + mlp(ln2(h))``.
+- ``paper``: the authors' quirk, where the stream itself is replaced by its normalised value before
+  attention: ``h <- ln1(h); h <- h + attn(h); h <- h + mlp(ln2(h))``.
+
+Attention has two paths that compute the same function: a fused one
+(``scaled_dot_product_attention``, used for training) and an explicit one that materialises the
+pattern so that ``hook_attn_scores`` and ``hook_pattern`` can be read or replaced. The explicit path
+runs whenever a hook is attached to either site, or when ``model.explicit`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.ml.hooks import HookPoint, name_hook_points
+
+POS_ENCODINGS = ("learned", "frozen", "rope", "none")
+NORMS = ("paper", "pre")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_layers: int = 2
+    n_heads: int = 1
+    d_model: int = 128
+    d_mlp: int = 512
+    n_ctx: int = 35
+    d_vocab: int = 64
+    pos_encoding: str = "learned"
+    norm: str = "paper"
+    bias: bool = False
+    dropout: float = 0.1
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def from_spec(cls, spec) -> ModelConfig:
+        """Build from a RunSpec (model fields plus the context width the problem needs)."""
+        m = spec.model
+        return cls(
+            n_layers=m.n_layers, n_heads=m.n_heads, d_model=m.d_model,
+            d_mlp=m.d_mlp or 4 * m.d_model, n_ctx=spec.n_ctx, d_vocab=64,
+            pos_encoding=m.pos_encoding, norm=m.norm, bias=m.bias, dropout=m.dropout,
+        )
+
+
+def rotary_tables(n_ctx: int, d_head: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables [n_ctx, d_head] for rotary position embeddings (half-split layout)."""
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, d_head, 2).float() / d_head))  # [d_head/2]
+    angles = torch.outer(torch.arange(n_ctx).float(), inv_freq)  # [n_ctx, d_head/2]
+    angles = torch.cat([angles, angles], dim=-1)  # [n_ctx, d_head]
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Apply rotary embeddings to x [B, H, T, d_head] with tables [T, d_head]."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)  # W_Q | W_K | W_V
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)  # W_O
+        self.hook_q = HookPoint()  # [B, T, H, d_head]
+        self.hook_k = HookPoint()  # [B, T, H, d_head]
+        self.hook_v = HookPoint()  # [B, T, H, d_head]
+        self.hook_attn_scores = HookPoint()  # [B, H, Tq, Tk], masked with -inf
+        self.hook_pattern = HookPoint()  # [B, H, Tq, Tk], rows sum to 1
+        self.hook_z = HookPoint()  # [B, T, H, d_head]
+        if cfg.pos_encoding == "rope":
+            cos, sin = rotary_tables(cfg.n_ctx, cfg.d_head)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.explicit = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, d_head = self.cfg.n_heads, self.cfg.d_head
+        q, k, v = self.qkv(x).view(B, T, 3, H, d_head).unbind(dim=2)  # 3 x [B, T, H, d_head]
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, d_head]
+        if self.cfg.pos_encoding == "rope":
+            q = rotate(q, self.rope_cos[:T], self.rope_sin[:T])
+            k = rotate(k, self.rope_cos[:T], self.rope_sin[:T])
+        if self.explicit or self.hook_attn_scores.fns or self.hook_pattern.fns:
+            z = self._explicit(q, k, v)  # [B, H, T, d_head]
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, d_head]
+        z = self.hook_z(z.transpose(1, 2))  # [B, T, H, d_head]
+        return self.out(z.reshape(B, T, H * d_head))  # [B, T, d_model]
+
+    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        T = q.shape[-2]
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.cfg.d_head)  # [B, H, T, T]
+        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        scores = self.hook_attn_scores(scores.masked_fill(~causal, float("-inf")))
+        pattern = self.hook_pattern(scores.softmax(dim=-1))  # [B, H, T, T]
+        return pattern @ v  # [B, H, T, d_head]
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc_in = nn.Linear(cfg.d_model, cfg.d_mlp, bias=cfg.bias)  # W_in
+        self.fc_out = nn.Linear(cfg.d_mlp, cfg.d_model, bias=cfg.bias)  # W_out
+        self.hook_pre = HookPoint()  # [B, T, d_mlp]
+        self.hook_post = HookPoint()  # [B, T, d_mlp]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.hook_pre(self.fc_in(x))  # [B, T, d_mlp]
+        return self.fc_out(self.hook_post(F.gelu(pre)))  # [B, T, d_model]
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.paper_norm = cfg.norm == "paper"
+        self.ln1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+        self.hook_resid_pre = HookPoint()  # [B, T, d_model]
+        self.hook_attn_out = HookPoint()  # [B, T, d_model]
+        self.hook_resid_mid = HookPoint()  # [B, T, d_model]
+        self.hook_mlp_out = HookPoint()  # [B, T, d_model]
+        self.hook_resid_post = HookPoint()  # [B, T, d_model]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.hook_resid_pre(h)
+        if self.paper_norm:
+            h = self.ln1(h)  # the stream itself is normalised (PAPER.md's quirk)
+            h = self.hook_resid_mid(h + self.hook_attn_out(self.attn(h)))
+        else:
+            h = self.hook_resid_mid(h + self.hook_attn_out(self.attn(self.ln1(h))))
+        return self.hook_resid_post(h + self.hook_mlp_out(self.mlp(self.ln2(h))))
+
+
+class Transformer(nn.Module):
+    """tokens [B, T] (int) -> logits [B, T, d_vocab]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.pos_encoding not in POS_ENCODINGS or cfg.norm not in NORMS:
+            raise ValueError(f"pos_encoding in {POS_ENCODINGS}, norm in {NORMS}")
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.d_vocab, cfg.d_model)  # W_E
+        if cfg.pos_encoding in ("learned", "frozen"):
+            self.pos_embed = nn.Embedding(cfg.n_ctx, cfg.d_model)  # W_pos
+            self.pos_embed.weight.requires_grad_(cfg.pos_encoding == "learned")
+        self.hook_embed = HookPoint()  # [B, T, d_model]
+        self.hook_pos_embed = HookPoint()  # [B, T, d_model]
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_final = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        self.unembed = nn.Linear(cfg.d_model, cfg.d_vocab, bias=cfg.bias)  # W_U
+        self.hook_points = name_hook_points(self)
+
+    @property
+    def explicit(self) -> bool:
+        return all(block.attn.explicit for block in self.blocks)
+
+    @explicit.setter
+    def explicit(self, value: bool) -> None:
+        for block in self.blocks:
+            block.attn.explicit = value
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[1]
+        if T > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {T} positions exceeds n_ctx={self.cfg.n_ctx}")
+        h = self.hook_embed(self.embed(tokens))  # [B, T, d_model]
+        if self.cfg.pos_encoding in ("learned", "frozen"):
+            h = h + self.hook_pos_embed(self.pos_embed.weight[:T])  # [T, d_model] broadcast
+        h = self.dropout(h)
+        for block in self.blocks:
+            h = block(h)  # [B, T, d_model]
+        return self.unembed(self.ln_final(h))  # [B, T, d_vocab]
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

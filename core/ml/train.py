@@ -1,0 +1,267 @@
+"""Training: one run of one model on one problem, reported through callbacks.
+
+``train(spec, callbacks)`` builds the data and the model from a RunSpec, then loops over
+optimizer steps. It knows nothing of databases, queues or the web: everything it learns leaves
+through the :class:`Callbacks` methods (metrics, probe set, snapshots, checkpoints, progress), and
+the only thing it asks is ``should_stop()``. The same function serves ``circuitboard train`` and
+the workers, so a run is recorded the same way wherever it ran.
+
+Reproducibility: the data order and the learning rate are pure functions of (seed, step), and a
+resume checkpoint carries the model, optimizer and random states, so a resumed run on CPU continues
+exactly where the interrupted one stopped.
+
+Data order (``shuffle``):
+- False (the paper): batches walk the rows sorted by length, the same order every epoch;
+- True: a fresh seeded permutation each epoch.
+With ``loss_on = "cot"`` a batch is trimmed to the widest row it holds, since nothing after the
+EOS that ends y_L is scored; with ``"all"`` (the paper) every row keeps the full width.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.ml import checkpoints
+from core.ml.evaluate import attention_patterns, generated, teacher_forced
+from core.ml.metrics import SCORES, score_patterns
+from core.ml.model import ModelConfig, Transformer
+from core.names import metric_key, score_key
+from core.problems import ROLES, Dataset, build_dataset, supervised_mask
+from core.snapshots import pack
+
+FIGURE_MIN_LEN = 4
+
+
+class TrainingError(RuntimeError):
+    """A failure of the run itself (NaN loss, bad checkpoint), not of the machine it ran on."""
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    loss: float
+    steps_per_s: float
+    lr: float
+    test_seq_acc: float | None = None
+    peaky: dict[str, float] | None = None  # best peaky_thres over heads, per role, at the last snapshot
+
+
+class Callbacks:
+    """Where training reports; override what you need. Every method is a no-op by default."""
+
+    def probe_set(self, tokens: np.ndarray, lengths: np.ndarray) -> None: ...
+    def metrics(self, step: int, values: dict[str, float]) -> None: ...
+    def snapshot(self, step: int, blob: bytes, layout: dict) -> None: ...
+    def checkpoint(self, step: int, kind: str, data: bytes) -> None: ...
+    def progress(self, progress: Progress) -> None: ...
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class TrainResult:
+    steps: int  # the last step trained
+    stopped: bool  # True when should_stop() ended the loop early
+    final_metrics: dict[str, float]
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N'; None means cpu. A CUDA request without CUDA is an error."""
+    device = torch.device(name or "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def lr_at(step: int, train) -> float:
+    """Learning rate of optimizer step ``step`` (1-based): linear warmup, then constant or cosine."""
+    if train.warmup_steps and step <= train.warmup_steps:
+        return train.lr * step / train.warmup_steps
+    if train.schedule == "constant":
+        return train.lr
+    span = max(1, train.steps - train.warmup_steps)
+    progress = min(1.0, (step - train.warmup_steps) / span)
+    floor = train.min_lr_ratio
+    return train.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_rows(step: int, n_rows: int, batch_size: int, *, shuffle: bool, seed: int) -> torch.Tensor | slice:
+    """Row indices of the batch for optimizer step ``step`` (1-based); last partial batch dropped."""
+    per_epoch = max(1, n_rows // batch_size)
+    epoch, index = divmod(step - 1, per_epoch)
+    start = index * batch_size
+    if not shuffle:
+        return slice(start, min(start + batch_size, n_rows))
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n_rows, generator=generator)[start:start + batch_size]
+
+
+def select_trainable(model: Transformer, modules: tuple[str, ...] | None) -> list[torch.nn.Parameter]:
+    """Freeze every parameter outside ``modules`` (dotted names; None trains everything)."""
+    named = dict(model.named_modules())
+    unknown = [name for name in modules or () if name not in named]
+    if unknown:
+        raise TrainingError(f"trainable: unknown module(s) {unknown}; e.g. blocks.1.mlp, embed, unembed")
+    chosen = {id(p) for name in (modules or ("",)) for p in named[name].parameters()}
+    params = []
+    for p in model.parameters():
+        keep = id(p) in chosen and p.requires_grad  # a frozen positional table stays frozen
+        p.requires_grad_(keep)
+        if keep:
+            params.append(p)
+    return params
+
+
+def make_optimizer(params, train) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def evaluate(model, data: Dataset, spec, device) -> dict[str, float]:
+    """Teacher-forced accuracy on train and test (per length and averaged), and generated accuracy."""
+    p, t = spec.problem, spec.train
+    values: dict[str, float] = {}
+    for split in ("train", "test"):
+        tokens, lengths = data.split(split)
+        acc = teacher_forced(model, tokens, lengths, loss_on=t.loss_on, device=device)
+        for length in acc.rows:
+            values[metric_key(split, "seq_acc", length)] = acc.seq_acc(length)
+            values[metric_key(split, "token_acc", length)] = acc.tok_correct[length] / acc.tok_total[length]
+        values[metric_key(split, "seq_acc")] = acc.mean_seq_acc(min(FIGURE_MIN_LEN, p.max_len), p.max_len)
+        values[metric_key(split, "seq_acc_all")] = acc.mean_seq_acc(p.min_len, p.max_len)
+        values[metric_key(split, "token_acc")] = sum(acc.tok_correct.values()) / sum(acc.tok_total.values())
+        if split == "test" and p.test_max_len and p.test_max_len > p.max_len:
+            values[metric_key(split, "seq_acc_heldout")] = acc.mean_seq_acc(p.max_len + 1, p.test_max_len)
+    if t.eval_generate:
+        tokens, lengths = data.split("test")
+        for name, value in generated(model, tokens, lengths, loss_on=t.loss_on, device=device).items():
+            values[metric_key("test", name)] = value
+    model.train()
+    return values
+
+
+def snapshot(model, data: Dataset, spec, device) -> tuple[bytes, dict, dict[str, float]]:
+    """Attention on the probe set: (packed blob, layout, score metrics)."""
+    patterns = attention_patterns(model, data.probe_tokens, device=device)  # [N, layers, H, W, W]
+    model.train()
+    blob, layout = pack(patterns, data.probe_lengths)
+    scores = score_patterns(patterns, data.probe_lengths)
+    values = {}
+    for role in ROLES:
+        for score in SCORES:
+            averaged = scores.averaged(role, score, spec.problem.max_len)  # [layers, H]
+            per_length = scores.scores[role][score]  # [layers, H, n_lengths]
+            for layer in range(averaged.shape[0]):
+                for head in range(averaged.shape[1]):
+                    values[score_key(role, score, layer, head)] = float(averaged[layer, head])
+                    for j, length in enumerate(scores.lengths):
+                        values[score_key(role, score, layer, head, length)] = float(per_length[layer, head, j])
+    return blob, layout, values
+
+
+def best_peaky(values: dict[str, float]) -> dict[str, float] | None:
+    """Best averaged peaky_thres over every (layer, head), per role, from one record's values."""
+    best: dict[str, float] = {}
+    for key, value in values.items():
+        parts = key.split("/")
+        if len(parts) == 4 and parts[0] == "score" and parts[2] == "peaky_thres":
+            best[parts[1]] = max(best.get(parts[1], 0.0), value)
+    return best or None
+
+
+def build_model(spec, device) -> Transformer:
+    torch.manual_seed(spec.train.seed)
+    return Transformer(ModelConfig.from_spec(spec)).to(device)
+
+
+def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = None,
+          init_weights: dict | None = None, data: Dataset | None = None) -> TrainResult:
+    """Train ``spec`` (a RunSpec). ``resume``: a resume checkpoint's bytes; ``init_weights``: a
+    parent run's model state dict (transfer), loaded before ``trainable`` freezes the rest."""
+    cb = callbacks or Callbacks()
+    t = spec.train
+    device = resolve_device(t.device)
+    data = data or build_dataset(spec.problem)
+    model = build_model(spec, device)
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
+    optimizer = make_optimizer(select_trainable(model, t.trainable_modules), t)
+    start = 0
+    if resume is not None:
+        state = checkpoints.from_bytes(resume, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+    cb.probe_set(data.probe_tokens, data.probe_lengths)
+
+    train_tokens = torch.from_numpy(data.train_tokens).to(device=device, dtype=torch.long)  # [N, W]
+    train_mask = torch.from_numpy(supervised_mask(data.train_lengths, data.width, t.loss_on)).to(device)  # [N, W-1]
+    cot_width = torch.from_numpy(2 * data.train_lengths.astype(np.int64) + 3)  # [N] width a 'cot' row needs
+    n_rows = len(train_tokens)
+
+    def record(step: int) -> dict[str, float]:
+        values = {}
+        if step % t.eval_every == 0 or step == t.steps:
+            values.update(evaluate(model, data, spec, device))
+        if step % t.snapshot_every == 0 or step == t.steps:
+            blob, layout, scores = snapshot(model, data, spec, device)
+            values.update(scores)
+            cb.snapshot(step, blob, layout)
+            cb.checkpoint(step, checkpoints.WEIGHTS, checkpoints.to_bytes(checkpoints.model_weights(model)))
+        if values:
+            cb.metrics(step, values)
+        return values
+
+    final: dict[str, float] = {}
+    if start == 0:
+        final.update(record(0))
+    else:
+        checkpoints.restore_rng(state)
+    model.train()
+    last_time, last_step, loss_sum, loss_count = time.perf_counter(), start, 0.0, 0
+    test_acc = final.get(metric_key("test", "seq_acc"))
+    peaky = best_peaky(final)
+    step = start
+    stopped = False
+    for step in range(start + 1, t.steps + 1):
+        if cb.should_stop():
+            stopped, step = True, step - 1
+            break
+        lr = lr_at(step, t)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        rows = batch_rows(step, n_rows, t.batch_size, shuffle=t.shuffle, seed=t.seed)
+        tokens, mask = train_tokens[rows], train_mask[rows]  # [B, W], [B, W-1]
+        if t.loss_on == "cot":
+            width = int(cot_width[rows].max())
+            tokens, mask = tokens[:, :width], mask[:, :width - 1]
+        logits = model(tokens[:, :-1])  # [B, w-1, d_vocab]
+        loss = F.cross_entropy(logits[mask], tokens[:, 1:][mask])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
+        if not math.isfinite(loss_sum):
+            raise TrainingError(f"loss became {loss.item()} at step {step}")
+        values = record(step)
+        final.update(values)
+        test_acc = values.get(metric_key("test", "seq_acc"), test_acc)
+        peaky = best_peaky(values) or peaky
+        if step % t.checkpoint_every == 0 and step != t.steps:
+            cb.checkpoint(step, checkpoints.RESUME, checkpoints.to_bytes(checkpoints.resume_state(model, optimizer, step)))
+        now = time.perf_counter()
+        if now - last_time >= 1.0 or step == t.steps or values:
+            mean_loss = loss_sum / loss_count
+            cb.metrics(step, {metric_key("train", "loss"): mean_loss, metric_key("train", "lr"): lr})
+            cb.progress(Progress(step, t.steps, mean_loss, (step - last_step) / (now - last_time), lr, test_acc, peaky))
+            last_time, last_step, loss_sum, loss_count = now, step, 0.0, 0
+    cb.checkpoint(step, checkpoints.RESUME, checkpoints.to_bytes(checkpoints.resume_state(model, optimizer, step)))
+    return TrainResult(steps=step, stopped=stopped, final_metrics=final)

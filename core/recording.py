@@ -1,0 +1,164 @@
+"""Recording: train a run that lives in the database, writing everything it reports back to it.
+
+This is the bridge between the torch-only trainer (``core.ml.train``) and the records
+(``core.db``): :class:`RunRecorder` turns the trainer's callbacks into rows (metrics upserted,
+one snapshot row per snapshot step, checkpoints with sha256), and :func:`execute_training` runs a
+run end to end: resume from its last intact checkpoint or start (from a parent's weights for a
+transfer), train, summarise, and set the final status. ``circuitboard train`` and the workers both
+call :func:`execute_training`, so a run is recorded the same way wherever it ran.
+
+``guard`` is how a worker makes writes conditional: a callable run inside each write transaction
+that raises when this process no longer owns the job (see the jobs issue); the CLI passes none.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from core.db import crud
+from core.db.models import Status
+from core.db.session import session_scope
+from core.ml import checkpoints
+from core.ml.train import Callbacks, Progress, TrainingError, train
+from core.specs import RunSpec
+from core.summary import summarize
+
+KEEP_RESUME_CHECKPOINTS = 3
+
+Guard = Callable[[Session], None]
+
+
+def utcnow():
+    from core.db.models import utcnow as now
+    return now()
+
+
+class RunRecorder(Callbacks):
+    """Callbacks that write to the database; every write runs ``guard`` first in its transaction."""
+
+    def __init__(self, engine: Engine, run_id: int, *, guard: Guard | None = None,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.engine, self.run_id = engine, run_id
+        self.guard = guard or (lambda session: None)
+        self.on_progress = on_progress
+        self._should_stop = should_stop or (lambda: False)
+
+    def _write(self):
+        scope = session_scope(self.engine)
+        session = scope.__enter__()
+        try:
+            self.guard(session)
+        except BaseException as exc:
+            scope.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return scope, session
+
+    def _do(self, fn) -> None:
+        scope, session = self._write()
+        try:
+            fn(session)
+        except BaseException as exc:
+            if not scope.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            scope.__exit__(None, None, None)
+
+    def probe_set(self, tokens, lengths) -> None:
+        self._do(lambda s: crud.put_probe_set(s, run_id=self.run_id, tokens=tokens, lengths=lengths))
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        rows = [(key, step, value) for key, value in values.items()]
+        self._do(lambda s: crud.upsert_metrics(s, run_id=self.run_id, rows=rows))
+
+    def snapshot(self, step: int, blob: bytes, layout: dict) -> None:
+        shape = [len(layout["lengths"]), layout["n_layers"], layout["n_heads"], layout["width"], layout["width"]]
+        self._do(lambda s: crud.put_snapshot(s, run_id=self.run_id, step=step, data=blob, shape=shape, layout=layout))
+
+    def checkpoint(self, step: int, kind: str, data: bytes) -> None:
+        def write(session):
+            crud.put_checkpoint(session, run_id=self.run_id, step=step, kind=kind, data=data)
+            if kind == checkpoints.RESUME:
+                crud.prune_checkpoints(session, run_id=self.run_id, kind=kind, keep=KEEP_RESUME_CHECKPOINTS)
+        self._do(write)
+
+    def progress(self, progress: Progress) -> None:
+        self._do(lambda s: crud.update_run(s, run_id=self.run_id, step=progress.step))
+        if self.on_progress:
+            self.on_progress(progress)
+
+    def should_stop(self) -> bool:
+        return self._should_stop()
+
+
+def parse_init_from(init_from: str) -> tuple[int, int]:
+    run, _, step = init_from.partition("@")
+    return int(run), int(step)
+
+
+def load_init_weights(engine: Engine, init_from: str) -> dict:
+    """The model state dict of run RUN at step STEP (a weights or resume checkpoint)."""
+    run_id, step = parse_init_from(init_from)
+    with session_scope(engine) as session:
+        for kind in (checkpoints.WEIGHTS, checkpoints.RESUME):
+            row = crud.get_checkpoint(session, run_id=run_id, step=step, kind=kind)
+            if row is not None:
+                return checkpoints.from_bytes(row.data)["model"]
+        steps = [c.step for c in crud.list_checkpoints(session, run_id=run_id)] if hasattr(crud, "list_checkpoints") else []
+    raise TrainingError(f"init_from: run {run_id} has no checkpoint at step {step}"
+                        + (f"; recorded steps: {steps}" if steps else ""))
+
+
+def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
+                     on_progress: Callable[[Progress], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> str:
+    """Train run ``run_id`` to the end (or until ``should_stop``); return its final status."""
+    recorder = RunRecorder(engine, run_id, guard=guard, on_progress=on_progress, should_stop=should_stop)
+    with session_scope(engine) as session:
+        run = crud.get_run(session, run_id=run_id)
+        if run is None:
+            raise crud.RunNotFound(run_id)
+        spec = RunSpec.from_flat(run.spec)
+        latest = crud.latest_checkpoint(session, run_id=run_id, kind=checkpoints.RESUME)
+        resume = latest.data if latest is not None and latest.step < spec.train.steps else None
+    recorder._do(lambda s: crud.update_run(s, run_id=run_id, status=Status.RUNNING,
+                                           started_at=utcnow(), error=None))
+    init = None
+    if resume is None and spec.train.init_from:
+        init = load_init_weights(engine, spec.train.init_from)
+    try:
+        result = train(spec, recorder, resume=resume, init_weights=init)
+    except TrainingError as exc:
+        _finish(recorder, Status.FAILED, error=str(exc))
+        raise
+    except Exception as exc:
+        _finish(recorder, Status.FAILED, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        raise
+    if result.stopped:
+        return Status.RUNNING.value  # the caller decides: cancelled, or released back to the queue
+    _finish(recorder, Status.SUCCEEDED)
+    return Status.SUCCEEDED.value
+
+
+def _finish(recorder: RunRecorder, status: Status, *, error: str | None = None) -> None:
+    def write(session):
+        rows = crud.get_metrics(session, run_id=recorder.run_id)
+        crud.update_run(session, run_id=recorder.run_id, status=status, error=error,
+                        finished_at=utcnow(), summary=summarize(rows))
+    recorder._do(write)
+
+
+def refresh_summary(engine: Engine, run_id: int) -> dict:
+    with session_scope(engine) as session:
+        summary = summarize(crud.get_metrics(session, run_id=run_id))
+        crud.update_run(session, run_id=run_id, summary=summary)
+    return summary
+
+
+def elapsed(since: float) -> float:
+    return time.perf_counter() - since

@@ -1,0 +1,91 @@
+"""A run's summary: final accuracy by length, which head plays each circuit role, and since when.
+
+Built from the metrics table alone (torch-free), so the CLI, the workers and the web pages all
+derive the same summary from the same rows. For each role the *circuit head* is the (layer, head)
+with the highest final ``peaky_thres`` (averaged over L = 4..max_len, as the paper's figures are);
+its *emergence step* is the first recorded step at which that score reached ``EMERGED`` (0.9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from core.names import ROLES, SCORES, parse_metric_key, parse_score_key
+
+EMERGED = 0.9
+EXPECTED_LAYER = {"eoi_locator": 0, "iteration": 1}
+ROLE_TITLES = {"eoi_locator": "EoI locator", "iteration": "iteration head"}
+
+
+def _last(series: dict[int, float]) -> tuple[int, float] | None:
+    if not series:
+        return None
+    step = max(series)
+    return step, series[step]
+
+
+def summarize(rows: list[tuple[str, int, float]]) -> dict:
+    """rows: (key, step, value) of one run -> a JSON-ready summary dict."""
+    series: dict[str, dict[int, float]] = defaultdict(dict)
+    for key, step, value in rows:
+        series[key][step] = value
+
+    accuracy: dict[str, dict] = {}
+    for split in ("train", "test"):
+        by_length = {}
+        for key in series:
+            if key.startswith(f"{split}/seq_acc/L"):
+                length = parse_metric_key(key)[2]
+                by_length[length] = _last(series[key])[1]
+        mean = _last(series.get(f"{split}/seq_acc", {}))
+        accuracy[split] = {"seq_acc": mean[1] if mean else None,
+                           "step": mean[0] if mean else None,
+                           "seq_acc_by_length": dict(sorted(by_length.items()))}
+    for key in ("test/gen_acc", "test/gen_answer_acc", "test/seq_acc_heldout"):
+        last = _last(series.get(key, {}))
+        if last:
+            accuracy["test"][key.split("/", 1)[1]] = last[1]
+
+    heads: dict[str, dict] = {}
+    for role in ROLES:
+        best = None
+        for key in series:
+            if not key.startswith(f"score/{role}/peaky_thres/") or "/len" in key:
+                continue
+            _, _, layer, head, _ = parse_score_key(key)
+            final = _last(series[key])[1]
+            if not math.isnan(final) and (best is None or final > best[0]):
+                best = (final, layer, head, key)
+        if best is None:
+            continue
+        _, layer, head, key = best
+        emerged = [step for step, value in sorted(series[key].items()) if value >= EMERGED]
+        scores = {}
+        for score in SCORES:
+            last = _last(series.get(f"score/{role}/{score}/L{layer}H{head}", {}))
+            scores[score] = last[1] if last else None
+        heads[role] = {"layer": layer, "head": head, "label": f"L{layer}H{head}",
+                       "expected_layer": EXPECTED_LAYER[role], "scores": scores,
+                       "emerged_step": emerged[0] if emerged else None}
+    return {"accuracy": accuracy, "heads": heads, "verdict": verdict(accuracy, heads)}
+
+
+def verdict(accuracy: dict, heads: dict) -> str:
+    """One line a person reads first: 'iteration head at L1H0 from step 3,200; EoI locator at L0H0 ...'."""
+    parts = []
+    for role in ROLES:
+        info = heads.get(role)
+        if info is None:
+            continue
+        title = ROLE_TITLES[role]
+        thres = info["scores"]["peaky_thres"]
+        if info["emerged_step"] is not None and thres is not None and thres >= EMERGED:
+            where = "" if info["layer"] == info["expected_layer"] else " (not the layer the theory expects)"
+            parts.append(f"{title} at {info['label']} from step {info['emerged_step']:,}{where}")
+        else:
+            parts.append(f"no {title} yet (best {info['label']}, peaky_thres {thres:.2f})")
+    acc = accuracy.get("test", {}).get("seq_acc")
+    if acc is not None:
+        parts.append(f"test accuracy {acc:.2f} (L = 4..max)")
+    return "; ".join(parts)

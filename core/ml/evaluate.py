@@ -61,12 +61,13 @@ def forward_width(length: int, width: int, loss_on: str) -> int:
 
 @torch.no_grad()
 def teacher_forced(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: str,
-                   device: torch.device, chunk: int = 1024) -> Accuracy:
-    """Accuracy of one forward pass per chunk; tokens [N, W] uint8, lengths [N]."""
+                   device: torch.device, per_length: int | None = None, chunk: int = 1024) -> Accuracy:
+    """Accuracy of one forward pass per chunk; tokens [N, W] uint8, lengths [N]; at most
+    ``per_length`` rows of each length (the first ones: rows are already shuffled within a length)."""
     model.eval()
     acc = Accuracy()
     width = tokens.shape[1]
-    for length, rows in _length_chunks(lengths, chunk):
+    for length, rows in _length_chunks(lengths, chunk, limit=per_length):
         w = forward_width(length, width, loss_on)
         batch = torch.from_numpy(tokens[rows, :w]).to(device=device, dtype=torch.long)  # [n, w]
         mask = torch.from_numpy(supervised_mask(lengths[rows], width, loss_on)[:, :w - 1]).to(device)

@@ -124,13 +124,15 @@ def make_optimizer(params, train) -> torch.optim.Optimizer:
     return cls(params, lr=train.lr, weight_decay=train.weight_decay)
 
 
-def evaluate(model, data: Dataset, spec, device) -> dict[str, float]:
-    """Teacher-forced accuracy on train and test (per length and averaged), and generated accuracy."""
+def evaluate(model, data: Dataset, spec, device, *, full: bool = False) -> dict[str, float]:
+    """Teacher-forced accuracy on train and test (per length and averaged), and generated accuracy.
+    ``eval_rows_per_len`` bounds the rows per length of each split, except when ``full``."""
     p, t = spec.problem, spec.train
     values: dict[str, float] = {}
     for split in ("train", "test"):
         tokens, lengths = data.split(split)
-        acc = teacher_forced(model, tokens, lengths, loss_on=t.loss_on, device=device)
+        acc = teacher_forced(model, tokens, lengths, loss_on=t.loss_on, device=device,
+                             per_length=None if full else t.eval_rows_per_len)
         for length in acc.rows:
             values[metric_key(split, "seq_acc", length)] = acc.seq_acc(length)
             values[metric_key(split, "token_acc", length)] = acc.tok_correct[length] / acc.tok_total[length]
@@ -209,7 +211,7 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
     def record(step: int) -> dict[str, float]:
         values = {}
         if step % t.eval_every == 0 or step == t.steps:
-            values.update(evaluate(model, data, spec, device))
+            values.update(evaluate(model, data, spec, device, full=step == t.steps))
         if step % t.snapshot_every == 0 or step == t.steps:
             blob, layout, scores = snapshot(model, data, spec, device)
             values.update(scores)

@@ -1,0 +1,146 @@
+"""Opening the database: engines, session scopes, and schema upgrades.
+
+- `make_engine(url)` builds an engine for SQLite or PostgreSQL with the settings the system
+  relies on (DESIGN.md section 5).
+- `session_scope(engine)` is the unit of work: commit on success, roll back on error.
+- `upgrade(url)` brings the schema to the newest Alembic revision; it is how the schema is
+  made (the CLI calls it before serving, tests call it on empty databases).
+
+SQLite transactions. Python's sqlite3 driver starts transactions lazily and only before DML,
+so two processes can both read, then both try to write, and one fails with "database is
+locked" without waiting. We take over transaction control (SQLAlchemy's documented recipe):
+sqlite3's own BEGIN is disabled, and every transaction starts with `BEGIN IMMEDIATE`, which
+takes the write lock up front and waits up to `busy_timeout` for it. In WAL mode readers never
+block, so a read-only scope (`session_scope(engine, readonly=True)`) starts a plain deferred
+`BEGIN` instead and does not queue behind writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+
+# Connection execution option naming the SQLite BEGIN mode ("IMMEDIATE" or "DEFERRED").
+_SQLITE_BEGIN = "circuitboard_sqlite_begin"
+# Arbitrary constant key of the PostgreSQL advisory lock that serialises concurrent upgrades.
+_UPGRADE_LOCK_KEY = 0x63697263  # "circ"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse `url`; PostgreSQL URLs without a driver (postgresql://, postgres://) get psycopg 3."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """Create an engine for `url` (SQLite or PostgreSQL); extra kwargs go to create_engine.
+
+    SQLite: WAL journal, busy_timeout, `PRAGMA foreign_keys` (ON unless `foreign_keys=False`,
+    which only schema migrations use: rebuilding a parent table would otherwise cascade-delete
+    its children), and BEGIN IMMEDIATE transactions (see the module docstring).
+    PostgreSQL: psycopg 3 driver, pool_pre_ping so dropped connections are replaced.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, **kwargs)
+
+    engine = create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_sqlite(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
+    """Yield a Session; commit when the block succeeds, roll back when it raises.
+
+    Objects stay readable after the block (expire_on_commit=False). With `readonly=True`
+    the block must only read: SQLite starts a deferred transaction, and the session is
+    rolled back at the end instead of committed.
+    """
+    bind = engine.execution_options(**{_SQLITE_BEGIN: "DEFERRED"}) if readonly else engine
+    session = Session(bind=bind, expire_on_commit=False)
+    try:
+        yield session
+        if readonly:
+            session.rollback()
+        else:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def alembic_config(url: str | URL | None = None) -> Any:
+    """An Alembic Config pointing at this checkout's migrations, usable from any CWD.
+
+    It is built in code rather than read from alembic.ini, so calling it never
+    reconfigures the application's logging.
+    """
+    from alembic.config import Config
+
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise FileNotFoundError(
+            f"Alembic migrations not found at {MIGRATIONS_DIR}; run from a checkout "
+            "or an editable install (pip install -e .)"
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        rendered = normalize_url(url).render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Migrate the database at `url` to `revision` (default: the newest); a no-op when current.
+
+    Runs in one transaction. Concurrent callers are serialised (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL: an advisory lock), so a server and a worker may both call it at start-up.
+    """
+    from alembic import command
+
+    engine = make_engine(url, foreign_keys=False, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK_KEY})")
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            if connection.dialect.name == "sqlite":
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left dangling foreign keys: {broken[:5]}")
+    finally:
+        engine.dispose()
+

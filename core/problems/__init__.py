@@ -1,0 +1,42 @@
+"""Torch-free problem registry: token ids, problems and their data, and the theory's positions.
+
+    get_problem("polynomial")      -> Problem (name, token, sample, iterate)
+    get_problem("parity+polynomial") -> Mixture (parts: first, second)
+    build_dataset(problem_spec)    -> Dataset (train / test / probe uint8 token rows)
+    expected_keys("iteration", L)  -> (queries, keys) the circuit should attend along
+"""
+
+from core.problems import tokens
+from core.problems.dataset import SPLITS, Dataset, build_dataset, encode, width_for
+from core.problems.problem import Mixture, Problem, ProblemError
+from core.problems.registry import PROBLEMS, get_problem
+from core.problems.theory import (
+    EXPECTED_LAYER,
+    LOSS_ON,
+    ROLES,
+    eoi_position,
+    expected_keys,
+    expected_mask,
+    supervised_mask,
+)
+
+__all__ = [
+    "EXPECTED_LAYER",
+    "LOSS_ON",
+    "PROBLEMS",
+    "ROLES",
+    "SPLITS",
+    "Dataset",
+    "Mixture",
+    "Problem",
+    "ProblemError",
+    "build_dataset",
+    "encode",
+    "eoi_position",
+    "expected_keys",
+    "expected_mask",
+    "get_problem",
+    "supervised_mask",
+    "tokens",
+    "width_for",
+]

@@ -1,0 +1,43 @@
+"""Process settings, read from the environment (prefix ``CIRCUITBOARD_``) or passed in.
+
+    CIRCUITBOARD_DATABASE_URL=postgresql+psycopg://... circuitboard serve
+
+Code that needs settings takes a ``Settings`` argument; only entry points (the CLI, the app
+factory's default, the worker) call :func:`get_settings`, which reads the environment once per
+process. Tests build ``Settings(...)`` directly, or call ``get_settings.cache_clear()`` after
+changing the environment.
+"""
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CIRCUITBOARD_", extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///circuitboard.db"  # a relative SQLite path is relative to the CWD
+    broker_url: str | None = None  # a Redis URL turns on Celery dispatch; None: the embedded worker
+    lease_seconds: int = Field(60, ge=1)  # a job whose lease is not renewed for this long is lost
+    heartbeat_seconds: int = Field(10, ge=1)  # how often a running job renews its lease
+
+    @field_validator("broker_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None  # CIRCUITBOARD_BROKER_URL= (empty) means no broker
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> "Settings":
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds}) must be less than "
+                f"lease_seconds ({self.lease_seconds}), or leases expire between heartbeats"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on the first call."""
+    return Settings()

@@ -73,6 +73,11 @@ def cmd_train(args) -> int:
     engine = _engine(args.db)
     with session_scope(engine) as session:
         parent = spec.train.init_source
+        if parent and parent[1] not in crud.checkpoint_steps(session, run_id=parent[0]):
+            known = crud.checkpoint_steps(session, run_id=parent[0])
+            print(f"circuitboard train: init_from: run {parent[0]} has no checkpoint at step {parent[1]}"
+                  f" (recorded steps: {', '.join(map(str, known)) or 'none'})", file=sys.stderr)
+            return EXIT_BAD_INPUT
         run = crud.create_run(session, spec=spec.to_flat(), name=args.name, preset=args.preset,
                               parent_run_id=parent[0] if parent else None,
                               parent_step=parent[1] if parent else None)

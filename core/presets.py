@@ -26,7 +26,7 @@ def _paper(problem: str) -> dict[str, Any]:
         "n_layers": 2,
         "n_heads": 1,
         "d_model": 128,
-        "d_mlp": 512,
+        "d_mlp": None,  # 4 x d_model: 512, and it follows d_model in a sweep
         "pos_encoding": "learned",
         "norm": "paper",
         "bias": False,

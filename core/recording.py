@@ -13,7 +13,6 @@ that raises when this process no longer owns the job (see the jobs issue); the C
 
 from __future__ import annotations
 
-import time
 import traceback
 from collections.abc import Callable
 
@@ -21,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.db import crud
-from core.db.models import Status
+from core.db.models import Status, utcnow
 from core.db.session import session_scope
 from core.ml import checkpoints
 from core.ml.train import Callbacks, Progress, TrainingError, train
@@ -31,11 +30,6 @@ from core.summary import summarize
 KEEP_RESUME_CHECKPOINTS = 3
 
 Guard = Callable[[Session], None]
-
-
-def utcnow():
-    from core.db.models import utcnow as now
-    return now()
 
 
 class RunRecorder(Callbacks):
@@ -96,22 +90,16 @@ class RunRecorder(Callbacks):
         return self._should_stop()
 
 
-def parse_init_from(init_from: str) -> tuple[int, int]:
-    run, _, step = init_from.partition("@")
-    return int(run), int(step)
-
-
-def load_init_weights(engine: Engine, init_from: str) -> dict:
-    """The model state dict of run RUN at step STEP (a weights or resume checkpoint)."""
-    run_id, step = parse_init_from(init_from)
+def load_init_weights(engine: Engine, run_id: int, step: int) -> dict:
+    """The model state dict of run ``run_id`` at ``step`` (a weights or a resume checkpoint)."""
     with session_scope(engine) as session:
         for kind in (checkpoints.WEIGHTS, checkpoints.RESUME):
             row = crud.get_checkpoint(session, run_id=run_id, step=step, kind=kind)
             if row is not None:
                 return checkpoints.from_bytes(row.data)["model"]
-        steps = [c.step for c in crud.list_checkpoints(session, run_id=run_id)] if hasattr(crud, "list_checkpoints") else []
-    raise TrainingError(f"init_from: run {run_id} has no checkpoint at step {step}"
-                        + (f"; recorded steps: {steps}" if steps else ""))
+        steps = crud.checkpoint_steps(session, run_id=run_id)
+    raise TrainingError(f"init_from: run {run_id} has no checkpoint at step {step}; "
+                        f"recorded steps: {steps or 'none'}")
 
 
 def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
@@ -128,10 +116,10 @@ def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
         resume = latest.data if latest is not None and latest.step < spec.train.steps else None
     recorder._do(lambda s: crud.update_run(s, run_id=run_id, status=Status.RUNNING,
                                            started_at=utcnow(), error=None))
-    init = None
-    if resume is None and spec.train.init_from:
-        init = load_init_weights(engine, spec.train.init_from)
     try:
+        init = None
+        if resume is None and spec.train.init_source:
+            init = load_init_weights(engine, *spec.train.init_source)
         result = train(spec, recorder, resume=resume, init_weights=init)
     except TrainingError as exc:
         _finish(recorder, Status.FAILED, error=str(exc))
@@ -152,13 +140,3 @@ def _finish(recorder: RunRecorder, status: Status, *, error: str | None = None) 
                         finished_at=utcnow(), summary=summarize(rows))
     recorder._do(write)
 
-
-def refresh_summary(engine: Engine, run_id: int) -> dict:
-    with session_scope(engine) as session:
-        summary = summarize(crud.get_metrics(session, run_id=run_id))
-        crud.update_run(session, run_id=run_id, summary=summary)
-    return summary
-
-
-def elapsed(since: float) -> float:
-    return time.perf_counter() - since

@@ -41,7 +41,7 @@ def summarize(rows: list[tuple[str, int, float]]) -> dict:
         mean = _last(series.get(f"{split}/seq_acc", {}))
         accuracy[split] = {"seq_acc": mean[1] if mean else None,
                            "step": mean[0] if mean else None,
-                           "seq_acc_by_length": dict(sorted(by_length.items()))}
+                           "seq_acc_by_length": {str(n): v for n, v in sorted(by_length.items())}}  # JSON keys
     for key in ("test/gen_acc", "test/gen_answer_acc", "test/seq_acc_heldout"):
         last = _last(series.get(key, {}))
         if last:

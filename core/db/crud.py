@@ -362,6 +362,14 @@ def _steps_newest_first(session: Session, *, run_id: int, kind: str) -> list[tup
     return [(id_, step) for id_, step in session.execute(query)]
 
 
+def checkpoint_steps(session: Session, *, run_id: int, kind: str | None = None) -> list[int]:
+    """Steps at which the run has a checkpoint (of ``kind``, or of any kind), ascending."""
+    query = select(Checkpoint.step).where(Checkpoint.run_id == run_id).distinct().order_by(Checkpoint.step)
+    if kind is not None:
+        query = query.where(Checkpoint.kind == CheckpointKind(kind).value)
+    return list(session.scalars(query))
+
+
 def latest_checkpoint(session: Session, *, run_id: int, kind: str) -> Checkpoint | None:
     """The newest intact checkpoint of `kind`; corrupt ones are logged and skipped."""
     for checkpoint_id, step in _steps_newest_first(session, run_id=run_id, kind=kind):

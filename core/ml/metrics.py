@@ -22,11 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.problems import ROLES, expected_keys
+from core.names import SCORES
+from core.problems import ROLES, expected_keys, figure_lengths
 
-SCORES = ("peaky_abs", "peaky_thres", "inv", "mul")
 THRESHOLD = 0.5
-FIGURE_MIN_LEN = 4
 
 
 @dataclass(frozen=True)
@@ -37,11 +36,10 @@ class HeadScores:
     scores: dict[str, dict[str, np.ndarray]]
 
     def averaged(self, role: str, score: str, max_len: int) -> np.ndarray:
-        """[n_layers, n_heads], averaged over lengths FIGURE_MIN_LEN..max_len (NaN-free)."""
+        """[n_layers, n_heads], averaged over the lengths of the paper's figures (figure_lengths)."""
         lengths = np.array(self.lengths)
-        keep = (lengths >= FIGURE_MIN_LEN) & (lengths <= max_len)
-        if not keep.any():
-            keep = lengths <= max_len
+        lo, hi = figure_lengths(int(lengths.min()), max_len)
+        keep = (lengths >= lo) & (lengths <= hi)
         return self.scores[role][score][:, :, keep].mean(axis=-1)
 
 

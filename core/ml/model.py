@@ -73,6 +73,13 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
+def causal_mask(n_queries: int, n_keys: int, device) -> torch.Tensor:
+    """[n_queries, n_keys] bool, True where the key may be attended: the queries are the last
+    ``n_queries`` positions of the ``n_keys``, each sees itself and everything before it."""
+    offset = n_keys - n_queries
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -91,29 +98,41 @@ class Attention(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
         self.explicit = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, first_query: int = 0) -> torch.Tensor:
+        """x [B, T, d_model] -> [B, T - first_query, d_model]: the outputs of queries first_query..T-1.
+
+        Keys and values always cover every position; ``first_query > 0`` skips the query-side work of
+        positions whose output nobody reads (the trainer's last block, before the first scored target).
+        """
         B, T, _ = x.shape
-        H, d_head = self.cfg.n_heads, self.cfg.d_head
-        q, k, v = self.qkv(x).view(B, T, 3, H, d_head).unbind(dim=2)  # 3 x [B, T, H, d_head]
+        H, d_head, d = self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model
+        Tq = T - first_query
+        if first_query == 0:
+            q, k, v = self.qkv(x).view(B, T, 3, H, d_head).unbind(dim=2)  # 3 x [B, T, H, d_head]
+        else:
+            W, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, first_query:], W[:d], None if b is None else b[:d]).view(B, Tq, H, d_head)
+            k, v = F.linear(x, W[d:], None if b is None else b[d:]).view(B, T, 2, H, d_head).unbind(dim=2)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, d_head]
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, Tq | T, d_head]
         if self.cfg.pos_encoding == "rope":
-            q = rotate(q, self.rope_cos[:T], self.rope_sin[:T])
+            q = rotate(q, self.rope_cos[first_query:T], self.rope_sin[first_query:T])
             k = rotate(k, self.rope_cos[:T], self.rope_sin[:T])
         if self.explicit or self.hook_attn_scores.fns or self.hook_pattern.fns:
-            z = self._explicit(q, k, v)  # [B, H, T, d_head]
-        else:
+            z = self._explicit(q, k, v)  # [B, H, Tq, d_head]
+        elif first_query == 0:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, d_head]
-        z = self.hook_z(z.transpose(1, 2))  # [B, T, H, d_head]
-        return self.out(z.reshape(B, T, H * d_head))  # [B, T, d_model]
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(Tq, T, x.device))
+        z = self.hook_z(z.transpose(1, 2))  # [B, Tq, H, d_head]
+        return self.out(z.reshape(B, Tq, H * d_head))  # [B, Tq, d_model]
 
     def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        T = q.shape[-2]
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.cfg.d_head)  # [B, H, T, T]
-        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-        scores = self.hook_attn_scores(scores.masked_fill(~causal, float("-inf")))
-        pattern = self.hook_pattern(scores.softmax(dim=-1))  # [B, H, T, T]
-        return pattern @ v  # [B, H, T, d_head]
+        Tq, T = q.shape[-2], k.shape[-2]
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.cfg.d_head)  # [B, H, Tq, T]
+        scores = scores.masked_fill(~causal_mask(Tq, T, q.device), float("-inf"))
+        pattern = self.hook_pattern(self.hook_attn_scores(scores).softmax(dim=-1))  # [B, H, Tq, T]
+        return pattern @ v  # [B, H, Tq, d_head]
 
 
 class MLP(nn.Module):
@@ -143,13 +162,15 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()  # [B, T, d_model]
         self.hook_resid_post = HookPoint()  # [B, T, d_model]
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, first_query: int = 0) -> torch.Tensor:
+        """h [B, T, d_model] -> [B, T - first_query, d_model] (see Attention.forward)."""
         h = self.hook_resid_pre(h)
         if self.paper_norm:
             h = self.ln1(h)  # the stream itself is normalised (PAPER.md's quirk)
-            h = self.hook_resid_mid(h + self.hook_attn_out(self.attn(h)))
+            attn_out = self.attn(h, first_query)
         else:
-            h = self.hook_resid_mid(h + self.hook_attn_out(self.attn(self.ln1(h))))
+            attn_out = self.attn(self.ln1(h), first_query)
+        h = self.hook_resid_mid(h[:, first_query:] + self.hook_attn_out(attn_out))
         return self.hook_resid_post(h + self.hook_mlp_out(self.mlp(self.ln2(h))))
 
 
@@ -182,7 +203,13 @@ class Transformer(nn.Module):
         for block in self.blocks:
             block.attn.explicit = value
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, first_output: int = 0) -> torch.Tensor:
+        """tokens [B, T] -> logits [B, T - first_output, d_vocab] for positions first_output..T-1.
+
+        Training asks only for the positions it scores; the last block then skips the query-side
+        work (attention queries, W_O, MLP, unembedding) of every earlier position. The logits it
+        returns are exactly those of the full pass at the same positions.
+        """
         T = tokens.shape[1]
         if T > self.cfg.n_ctx:
             raise ValueError(f"sequence of {T} positions exceeds n_ctx={self.cfg.n_ctx}")
@@ -190,9 +217,10 @@ class Transformer(nn.Module):
         if self.cfg.pos_encoding in ("learned", "frozen"):
             h = h + self.hook_pos_embed(self.pos_embed.weight[:T])  # [T, d_model] broadcast
         h = self.dropout(h)
-        for block in self.blocks:
-            h = block(h)  # [B, T, d_model]
-        return self.unembed(self.ln_final(h))  # [B, T, d_vocab]
+        for layer, block in enumerate(self.blocks):
+            last = layer == len(self.blocks) - 1
+            h = block(h, first_output if last else 0)  # [B, T | T - first_output, d_model]
+        return self.unembed(self.ln_final(h))  # [B, T - first_output, d_vocab]
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -29,13 +29,11 @@ import torch.nn.functional as F
 
 from core.ml import checkpoints
 from core.ml.evaluate import attention_patterns, generated, teacher_forced
-from core.ml.metrics import SCORES, score_patterns
+from core.ml.metrics import score_patterns
 from core.ml.model import ModelConfig, Transformer
-from core.names import metric_key, score_key
-from core.problems import ROLES, Dataset, build_dataset, supervised_mask
+from core.names import SCORES, metric_key, score_key
+from core.problems import ROLES, Dataset, build_dataset, figure_lengths, supervised_mask
 from core.snapshots import pack
-
-FIGURE_MIN_LEN = 4
 
 
 class TrainingError(RuntimeError):
@@ -119,6 +117,26 @@ def select_trainable(model: Transformer, modules: tuple[str, ...] | None) -> lis
     return params
 
 
+def train_step(model, optimizer, tokens: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor, *,
+               loss_on: str) -> torch.Tensor:
+    """One optimizer step on tokens [B, W], target mask [B, W-1], lengths [B]; returns the loss.
+
+    The mean cross-entropy over supervised targets. Two trims leave it unchanged: with 'cot' the
+    batch stops after the EOS that ends its longest y_L, and the model is asked only for positions
+    from the batch's first scored target on (``first_output``)."""
+    if loss_on == "cot":
+        width = 2 * int(lengths.max()) + 3  # up to the EOS after the longest y_L
+        tokens, mask = tokens[:, :width], mask[:, :width - 1]
+    first = int(lengths.min()) + 1  # target j predicts token j+1; the first scored one is y_1's
+    logits = model(tokens[:, :-1], first_output=first)  # [B, w-1-first, d_vocab]
+    targets, mask = tokens[:, 1 + first:], mask[:, first:]  # [B, w-1-first]
+    loss = F.cross_entropy(logits[mask], targets[mask])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def make_optimizer(params, train) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=train.lr, weight_decay=train.weight_decay)
@@ -136,7 +154,7 @@ def evaluate(model, data: Dataset, spec, device, *, full: bool = False) -> dict[
         for length in acc.rows:
             values[metric_key(split, "seq_acc", length)] = acc.seq_acc(length)
             values[metric_key(split, "token_acc", length)] = acc.tok_correct[length] / acc.tok_total[length]
-        values[metric_key(split, "seq_acc")] = acc.mean_seq_acc(min(FIGURE_MIN_LEN, p.max_len), p.max_len)
+        values[metric_key(split, "seq_acc")] = acc.mean_seq_acc(*figure_lengths(p.min_len, p.max_len))
         values[metric_key(split, "seq_acc_all")] = acc.mean_seq_acc(p.min_len, p.max_len)
         values[metric_key(split, "token_acc")] = sum(acc.tok_correct.values()) / sum(acc.tok_total.values())
         if split == "test" and p.test_max_len and p.test_max_len > p.max_len:
@@ -205,7 +223,7 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
 
     train_tokens = torch.from_numpy(data.train_tokens).to(device=device, dtype=torch.long)  # [N, W]
     train_mask = torch.from_numpy(supervised_mask(data.train_lengths, data.width, t.loss_on)).to(device)  # [N, W-1]
-    cot_width = torch.from_numpy(2 * data.train_lengths.astype(np.int64) + 3)  # [N] width a 'cot' row needs
+    train_lengths = torch.from_numpy(data.train_lengths.astype(np.int64)).to(device)  # [N]
     n_rows = len(train_tokens)
 
     def record(step: int) -> dict[str, float]:
@@ -240,15 +258,8 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
         for group in optimizer.param_groups:
             group["lr"] = lr
         rows = batch_rows(step, n_rows, t.batch_size, shuffle=t.shuffle, seed=t.seed)
-        tokens, mask = train_tokens[rows], train_mask[rows]  # [B, W], [B, W-1]
-        if t.loss_on == "cot":
-            width = int(cot_width[rows].max())
-            tokens, mask = tokens[:, :width], mask[:, :width - 1]
-        logits = model(tokens[:, :-1])  # [B, w-1, d_vocab]
-        loss = F.cross_entropy(logits[mask], tokens[:, 1:][mask])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = train_step(model, optimizer, train_tokens[rows], train_mask[rows], train_lengths[rows],
+                          loss_on=t.loss_on)
 
         loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
         if not math.isfinite(loss_sum):

@@ -16,6 +16,7 @@ from core.problems.theory import (
     ROLES,
     eoi_position,
     expected_keys,
+    figure_lengths,
     expected_mask,
     supervised_mask,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "eoi_position",
     "expected_keys",
     "expected_mask",
+    "figure_lengths",
     "get_problem",
     "supervised_mask",
     "tokens",

@@ -22,8 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 ROLES = ("eoi_locator", "iteration")
+FIGURE_MIN_LEN = 4  # the paper's figures average L = 4..max_len: short rows overlap train and test
 EXPECTED_LAYER = {"eoi_locator": 0, "iteration": 1}
 LOSS_ON = ("all", "cot")
+
+
+def figure_lengths(min_len: int, max_len: int) -> tuple[int, int]:
+    """(lo, hi), the lengths the paper's averages cover: 4..max_len, or min_len..max_len when max_len < 4."""
+    return (max(min_len, FIGURE_MIN_LEN) if max_len >= FIGURE_MIN_LEN else min_len), max_len
 
 
 def eoi_position(length: int) -> int:

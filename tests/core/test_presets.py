@@ -63,7 +63,7 @@ def test_fast_presets_are_faster_than_the_paper(name):
 
 def test_overrides_apply_over_a_preset():
     spec = preset_spec("paper-parity", {"seed": 3, "d_model": 64})
-    assert (spec.train.seed, spec.model.d_model, spec.model.d_mlp) == (3, 64, 512)
+    assert (spec.train.seed, spec.model.d_model, spec.model.d_mlp) == (3, 64, 256)  # d_mlp follows d_model
 
 
 def test_get_preset_returns_a_copy():

@@ -1,0 +1,103 @@
+"""The command line, run as a user runs it: a subprocess of ``python -m core.cli``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY = [
+    "max_len=3", "n_train_per_len=16", "n_test_per_len=8", "probe_per_len=1", "d_model=8", "d_mlp=32",
+    "steps=4", "batch_size=8", "warmup_steps=0", "eval_every=2", "snapshot_every=2", "checkpoint_every=2",
+]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCUITBOARD_")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def db(tmp_path) -> tuple[str, Path]:
+    path = tmp_path / "x.db"
+    return f"sqlite:///{path}", path
+
+
+def test_unknown_preset_exits_2_with_one_line(db):
+    url, path = db
+    result = cli("train", "--preset", "nope", "--db", url)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "nope" in lines[0] and "fast-polynomial" in lines[0]  # names the preset and the known ones
+    assert result.stdout == ""
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("override,field,bound", [
+    ("d_model=65536", "d_model", "2048"),
+    ("max_len=1000000", "max_len", "64"),
+    ("lr=-1", "lr", "> 0"),
+    ("foo=1", "foo", "unknown key"),
+])
+def test_out_of_bounds_values_exit_2_with_one_line_and_write_nothing(db, override, field, bound):
+    url, path = db
+    result = cli("train", "--preset", "fast-polynomial", "--set", override, "--db", url, "--threads", "1")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"{field}:" in lines[0] and bound in lines[0]
+    assert not path.exists()
+    assert not list(path.parent.glob("x.db*"))
+
+
+def test_train_then_runs_then_show(db):
+    url, path = db
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    result = cli("train", "--preset", "fast-parity", *sets, "--name", "tiny-cli", "--threads", "1", "--db", url)
+    assert result.returncode == 0, result.stderr
+    assert path.exists()
+    assert "SUCCEEDED" in result.stderr
+    assert "[SUCCEEDED]" in result.stdout and "step 4/4" in result.stdout
+    assert "verdict:" in result.stdout
+
+    runs = cli("runs", "--db", url)
+    assert runs.returncode == 0, runs.stderr
+    rows = [line.split() for line in runs.stdout.strip().splitlines()[1:]]
+    assert len(rows) == 1
+    assert rows[0][:5] == ["1", "SUCCEEDED", "parity", "fast-parity", "4/4"]
+    assert rows[0][-1] == "tiny-cli"
+
+    show = cli("show", "1", "--json", "--db", url)
+    assert show.returncode == 0, show.stderr
+    record = json.loads(show.stdout)
+    assert record["id"] == 1 and record["status"] == "SUCCEEDED" and record["name"] == "tiny-cli"
+    assert record["step"] == record["total_steps"] == 4
+    assert record["spec"]["d_model"] == 8 and record["spec"]["max_len"] == 3 and record["spec"]["problem"] == "parity"
+    assert record["preset"] == "fast-parity"
+    summary = record["summary"]
+    assert set(summary["heads"]) == {"eoi_locator", "iteration"}
+    assert summary["accuracy"]["test"]["step"] == 4
+    assert sorted(summary["accuracy"]["test"]["seq_acc_by_length"]) == ["1", "2", "3"]
+    assert summary["verdict"]
+
+    missing = cli("show", "99", "--db", url)
+    assert missing.returncode == 1
+    assert "no run 99" in missing.stderr
+
+
+def test_init_from_a_missing_run_is_bad_input(db):
+    url, _ = db
+    result = cli("train", "--preset", "fast-parity", "--set", "init_from=99@5", "--set", "steps=2",
+                 "--set", "warmup_steps=0", "--threads", "1", "--db", url)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2
+    assert len(lines) == 1 and "init_from" in lines[0] and "99" in lines[0]

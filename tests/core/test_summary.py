@@ -1,0 +1,113 @@
+"""A run's summary from hand-made metric rows: accuracy, the circuit head per role, emergence, verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from core.summary import EMERGED, summarize, verdict
+
+
+def series(key, values):
+    """{step: value} -> rows."""
+    return [(key, step, value) for step, value in values.items()]
+
+
+def base_rows():
+    rows = []
+    # iteration role: L1H0 emerges at step 3,200 (first value >= 0.9), L0H0 stays low
+    rows += series("score/iteration/peaky_thres/L1H0", {0: 0.0, 1600: 0.5, 3200: 0.93, 4800: 0.97})
+    rows += series("score/iteration/peaky_thres/L0H0", {0: 0.1, 1600: 0.2, 3200: 0.2, 4800: 0.3})
+    rows += series("score/iteration/peaky_abs/L1H0", {0: 0.1, 4800: 0.81})
+    rows += series("score/iteration/inv/L1H0", {4800: 0.88})
+    rows += series("score/iteration/mul/L1H0", {4800: 0.4})
+    # a per-length key with a higher value must not be taken for the averaged one
+    rows += series("score/iteration/peaky_thres/L0H0/len7", {4800: 1.0})
+    # eoi locator: the best head is in layer 1, not where the theory expects it
+    rows += series("score/eoi_locator/peaky_thres/L0H0", {0: 0.0, 4800: 0.6})
+    rows += series("score/eoi_locator/peaky_thres/L1H0", {0: 0.0, 1600: 0.9, 3200: 0.85, 4800: 0.95})
+    # accuracy
+    rows += series("test/seq_acc", {0: 0.0, 4800: 0.75})
+    rows += series("train/seq_acc", {0: 0.0, 4800: 0.8})
+    rows += series("test/seq_acc/L4", {0: 0.0, 4800: 0.5})
+    rows += series("test/seq_acc/L10", {4800: 0.25})
+    rows += series("test/gen_acc", {4800: 0.7})
+    rows += series("train/loss", {1: 4.0, 4800: 0.1})
+    return rows
+
+
+def test_the_best_head_per_role_and_its_emergence_step():
+    summary = summarize(base_rows())
+    it = summary["heads"]["iteration"]
+    assert (it["layer"], it["head"], it["label"]) == (1, 0, "L1H0")
+    assert it["expected_layer"] == 1
+    assert it["emerged_step"] == 3200
+    assert it["scores"] == {"peaky_abs": 0.81, "peaky_thres": 0.97, "inv": 0.88, "mul": 0.4}
+    eoi = summary["heads"]["eoi_locator"]
+    assert eoi["label"] == "L1H0" and eoi["expected_layer"] == 0
+    assert eoi["emerged_step"] == 1600  # the first step at >= 0.9, even though it dipped after
+    assert eoi["scores"]["peaky_abs"] is None
+
+
+def test_accuracy_takes_the_last_values():
+    acc = summarize(base_rows())["accuracy"]
+    assert acc["test"]["seq_acc"] == 0.75 and acc["test"]["step"] == 4800
+    assert acc["test"]["seq_acc_by_length"] == {"4": 0.5, "10": 0.25}  # JSON keys, as stored
+    assert list(acc["test"]["seq_acc_by_length"]) == ["4", "10"]  # ordered by length, not as text
+    assert acc["test"]["gen_acc"] == 0.7
+    assert acc["train"]["seq_acc"] == 0.8
+
+
+def test_the_verdict_names_the_head_and_the_step():
+    text = summarize(base_rows())["verdict"]
+    assert "iteration head at L1H0 from step 3,200" in text
+    assert "EoI locator at L1H0 from step 1,600 (not the layer the theory expects)" in text
+    assert "test accuracy 0.75" in text
+    parts = text.split("; ")
+    assert parts[1] == "iteration head at L1H0 from step 3,200"  # layer 1 is where the theory expects it
+
+
+def test_no_circuit_yet():
+    rows = series("score/iteration/peaky_thres/L1H0", {0: 0.1, 100: 0.42})
+    rows += series("score/iteration/peaky_thres/L0H0", {0: 0.1, 100: 0.3})
+    summary = summarize(rows)
+    assert summary["heads"]["iteration"]["emerged_step"] is None
+    assert "no iteration head yet (best L1H0, peaky_thres 0.42)" in summary["verdict"]
+    assert "eoi_locator" not in summary["heads"]
+    assert summary["accuracy"]["test"]["seq_acc"] is None
+
+
+def test_emerged_once_but_fell_below_is_not_claimed():
+    rows = series("score/iteration/peaky_thres/L1H0", {0: 0.1, 100: 0.95, 200: 0.6})
+    summary = summarize(rows)
+    assert summary["heads"]["iteration"]["emerged_step"] == 100
+    assert "no iteration head yet (best L1H0, peaky_thres 0.60)" in summary["verdict"]
+
+
+def test_threshold_is_inclusive_and_ordering_of_rows_does_not_matter():
+    rows = series("score/iteration/peaky_thres/L1H0", {300: 0.95, 0: 0.1, 200: EMERGED, 100: 0.89})
+    summary = summarize(list(reversed(rows)))
+    assert summary["heads"]["iteration"]["emerged_step"] == 200
+
+
+def test_nan_scores_do_not_win_and_the_summary_is_json_ready():
+    rows = series("score/iteration/peaky_thres/L1H0", {0: 0.1, 100: math.nan})
+    rows += series("score/iteration/peaky_thres/L0H1", {0: 0.1, 100: 0.2})
+    summary = summarize(rows)
+    assert summary["heads"]["iteration"]["label"] == "L0H1"
+    json.dumps(summary, allow_nan=False)
+
+
+def test_empty_rows():
+    summary = summarize([])
+    assert summary["heads"] == {}
+    assert summary["verdict"] == ""
+    assert verdict({}, {}) == ""
+
+
+@pytest.mark.parametrize("step,text", [(0, "step 0"), (64_000, "step 64,000")])
+def test_step_formatting(step, text):
+    rows = series("score/iteration/peaky_thres/L1H0", {step: 1.0})
+    assert text in summarize(rows)["verdict"]

@@ -1,0 +1,28 @@
+"""The dependency rules of DESIGN.md, checked: the torch-free parts of core never load torch."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_FREE = ["core.settings", "core.names", "core.specs", "core.presets", "core.problems", "core.db",
+              "core.db.crud", "core.snapshots", "core.summary", "core.cli"]
+
+
+def loaded_modules(module: str) -> set[str]:
+    code = f"import sys, {module}; print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_torch_free_modules_do_not_import_torch():
+    for module in TORCH_FREE:
+        modules = loaded_modules(module)
+        assert "torch" not in modules, f"{module} loads torch"
+        assert "core.ml" not in modules, f"{module} loads core.ml"
+
+
+def test_core_ml_knows_nothing_of_the_database():
+    modules = loaded_modules("core.ml.train")
+    assert "torch" in modules  # the check above could pass vacuously if imports were broken
+    assert not {m for m in modules if m.startswith(("core.db", "sqlalchemy", "server", "worker"))}

@@ -53,7 +53,7 @@ class ModelConfig:
         m = spec.model
         return cls(
             n_layers=m.n_layers, n_heads=m.n_heads, d_model=m.d_model,
-            d_mlp=m.d_mlp or 4 * m.d_model, n_ctx=spec.n_ctx, d_vocab=64,
+            d_mlp=m.d_mlp, n_ctx=spec.n_ctx, d_vocab=m.d_vocab,
             pos_encoding=m.pos_encoding, norm=m.norm, bias=m.bias, dropout=m.dropout,
         )
 

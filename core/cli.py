@@ -3,6 +3,8 @@
     circuitboard train --preset fast-polynomial [--set key=value ...] [--db URL]
     circuitboard runs [--status S] [--problem P] [--limit N]
     circuitboard show RUN [--json]
+    circuitboard worker [--queue cpu|gpu]
+    circuitboard jobs [--status S] [--limit N]
     circuitboard migrate
 
 Every command takes ``--db URL`` (default: the ``CIRCUITBOARD_DATABASE_URL`` setting, else a SQLite
@@ -13,6 +15,7 @@ out of bounds) exits with status 2 and one line per problem, before anything is 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -154,6 +157,45 @@ def cmd_show(args) -> int:
     return show(_engine(args.db), args.run, as_json=args.json)
 
 
+def cmd_worker(args) -> int:
+    """Run the embedded local worker in the foreground (``worker.local``; core never imports worker)."""
+    argv = [*(["--db", args.db] if args.db else []), *(f"--queue={queue}" for queue in args.queue or [])]
+    return importlib.import_module("worker.local").main(argv)
+
+
+def progress_cell(progress: dict, *, live: bool = True) -> str:
+    """``12/40  30% 24.1/s ETA 00:01 loss 0.412 acc 0.875`` from a job's figures (rate and ETA only when live)."""
+    step, total = progress.get("step"), progress.get("total")
+    if step is None or not total:
+        return ""
+    parts = [f"{step:,}/{total:,} {100 * step / total:4.0f}%"]
+    if live and progress.get("steps_per_s") and step < total:
+        parts.append(f"{progress['steps_per_s']:.1f}/s")
+        if progress.get("eta_s") is not None:
+            parts.append(f"ETA {time.strftime('%H:%M:%S', time.gmtime(progress['eta_s'])).removeprefix('00:')}")
+    if progress.get("loss") is not None:
+        parts.append(f"loss {progress['loss']:.3f}")
+    if progress.get("test_seq_acc") is not None:
+        parts.append(f"acc {progress['test_seq_acc']:.3f}")
+    return " ".join(parts)
+
+
+def cmd_jobs(args) -> int:
+    from core.db import jobs
+    from core.db.session import session_scope
+
+    engine = _engine(args.db)
+    with session_scope(engine, readonly=True) as session:
+        rows = jobs.list_jobs(session, status=args.status, limit=args.limit)
+        print(f"{'id':>5}  {'kind':<9} {'status':<10} {'queue':<5} {'run':>5} {'try':>5}  {'progress':<52} error")
+        for job in rows:
+            tries = f"{job.attempt}/{job.max_attempts}"
+            error = (job.error or "").strip().splitlines()[-1:] or [""]
+            print(f"{job.id:>5}  {job.kind:<9} {job.status:<10} {job.queue:<5} {job.run_id or '-':>5} {tries:>5}"
+                  f"  {progress_cell(job.progress or {}, live=job.status == 'RUNNING'):<52} {error[0][:80]}")
+    return 0
+
+
 def cmd_migrate(args) -> int:
     _engine(args.db)
     print("database at head", file=sys.stderr)
@@ -182,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("show", cmd_show, "print a run's summary")
     p.add_argument("run", type=int)
     p.add_argument("--json", action="store_true")
+    p = add("worker", cmd_worker, "run a local worker: take queued jobs from the database and run them")
+    p.add_argument("--queue", action="append", choices=("cpu", "gpu"), help="queue to serve (repeatable; default cpu)")
+    p = add("jobs", cmd_jobs, "list jobs, newest first, with their progress")
+    p.add_argument("--status")
+    p.add_argument("--limit", type=int, default=50)
     add("migrate", cmd_migrate, "create or upgrade the database schema")
     return parser
 

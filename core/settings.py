@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # a Redis URL turns on Celery dispatch; None: the embedded worker
     lease_seconds: int = Field(60, ge=1)  # a job whose lease is not renewed for this long is lost
     heartbeat_seconds: int = Field(10, ge=1)  # how often a running job renews its lease
+    stop_grace_seconds: int = Field(10, ge=0)  # after SIGTERM, how long a stopping job may checkpoint before SIGKILL
 
     @field_validator("broker_url")
     @classmethod

@@ -1,0 +1,368 @@
+"""The job life cycle: submit, claim, heartbeat, fence, finish, cancel, reap, retry.
+
+A job row is the system of record for one unit of queued work (DESIGN.md sections 4 and 6);
+the queue, when there is one, only ever carries its id. The life cycle::
+
+    submit -> QUEUED --claim--> RUNNING --finish--> SUCCEEDED | FAILED | CANCELLED
+                 ^                 |
+                 +--reap/release---+   (lease expired or child crashed: re-queued, or FAILED
+                                        once `attempt` reaches `max_attempts`)
+
+Ownership. `claim` moves a QUEUED job to RUNNING and bumps `fencing_token`; the claimer owns the
+job while the token it got is current and the job is RUNNING. Every later write by that worker
+(heartbeat, progress, training records through `fence`, finish) first locks the job row and checks
+both, in the same transaction as the write, so a worker that lost its lease (paused, partitioned,
+presumed dead and replaced) can never write again: its token is stale once the job is re-queued or
+re-claimed. On SQLite the engine begins every write with BEGIN IMMEDIATE, which serialises the check
+and the write; on PostgreSQL the job row is locked with SELECT ... FOR UPDATE (SKIP LOCKED when
+claiming, so concurrent claimers never wait for each other). Locks are always taken job row first,
+then run row, so writers cannot deadlock.
+
+A train job's run follows its job: QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED together.
+Each job keeps a readable history of its attempts in ``payload["history"]`` (claimed, lost,
+released, finished, cancelled, retried, each with a time and a reason), and its live figures
+(step, total, steps/s, ETA, loss, accuracy) in ``progress``.
+
+Leases are wall-clock times written by the worker and compared by the reaper, so worker and
+reaper clocks must roughly agree (NTP); the lease should be several heartbeats long.
+
+Helpers take the Session first and keywords only; they flush, the caller's `session_scope` commits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.db.models import Checkpoint, CheckpointKind, Job, JobKind, Run, Status, utcnow
+from core.names import queue_for_device
+
+TERMINAL = frozenset({Status.SUCCEEDED.value, Status.FAILED.value, Status.CANCELLED.value})
+
+
+class JobNotFound(LookupError):
+    """No job has the given id."""
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the job: its fencing token is stale or the job is not RUNNING."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker gets when it claims a job: the job's identity and its fencing token."""
+
+    job_id: int
+    token: int
+    attempt: int
+    kind: str
+    run_id: int | None
+    queue: str
+    from_step: int = 0  # a train job resumes after this step (its newest resume checkpoint)
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """A job whose lease expired, and what became of it (QUEUED again, FAILED, or CANCELLED)."""
+
+    job_id: int
+    status: str
+    reason: str
+
+
+# ---------------------------------------------------------------- submit and read
+
+
+def submit_train_job(session: Session, *, run_id: int, queue: str | None = None, max_attempts: int = 3) -> Job:
+    """Queue a train job for run ``run_id``; ``queue`` defaults to the one its spec's device needs."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id}")
+    job = Job(kind=JobKind.TRAIN.value, run_id=run_id, status=Status.QUEUED.value,
+              queue=queue or queue_for_device((run.spec or {}).get("device")), max_attempts=max_attempts,
+              payload={"history": []}, progress={"step": run.step, "total": run.total_steps})
+    session.add(job)
+    run.status = Status.QUEUED.value
+    session.flush()
+    return job
+
+
+def get_job(session: Session, *, job_id: int) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def list_jobs(session: Session, *, status: str | Sequence[str] | None = None, limit: int = 50) -> list[Job]:
+    """Jobs newest first, optionally of the given status(es)."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        query = query.where(Job.status.in_([Status(s).value for s in statuses]))
+    return list(session.scalars(query))
+
+
+def latest_job_for_run(session: Session, *, run_id: int) -> Job | None:
+    """The newest job of a run (the one the run's status follows)."""
+    query = select(Job).where(Job.run_id == run_id).order_by(Job.id.desc()).limit(1)
+    return session.scalars(query).first()
+
+
+def has_queued(session: Session, *, queues: Sequence[str]) -> bool:
+    """Whether any job waits on ``queues`` (a cheap read, so idle pollers take no write lock)."""
+    query = select(Job.id).where(Job.status == Status.QUEUED.value, Job.queue.in_(list(queues))).limit(1)
+    return session.scalar(query) is not None
+
+
+def has_expired(session: Session, *, now: datetime | None = None) -> bool:
+    """Whether any RUNNING job's lease has expired (the cheap read before `reap`)."""
+    query = select(Job.id).where(Job.status == Status.RUNNING.value, Job.lease_expires_at < (now or utcnow()))
+    return session.scalar(query.limit(1)) is not None
+
+
+# ---------------------------------------------------------------- claiming
+
+
+def claim(session: Session, *, job_id: int, worker_id: str, lease_seconds: float,
+          now: datetime | None = None) -> Claim | None:
+    """Claim job ``job_id`` if it is QUEUED; None for any other state (a duplicate or stale delivery)."""
+    query = select(Job).where(Job.id == job_id, Job.status == Status.QUEUED.value)
+    job = session.scalars(_locked(query, skip_locked=True)).first()
+    return None if job is None else _take(session, job, worker_id, lease_seconds, now or utcnow())
+
+
+def claim_next(session: Session, *, queues: Sequence[str], worker_id: str, lease_seconds: float,
+               now: datetime | None = None) -> Claim | None:
+    """Claim the oldest QUEUED job on any of ``queues``, or return None when there is none."""
+    query = (select(Job).where(Job.status == Status.QUEUED.value, Job.queue.in_(list(queues)))
+             .order_by(Job.created_at, Job.id).limit(1))
+    job = session.scalars(_locked(query, skip_locked=True)).first()
+    return None if job is None else _take(session, job, worker_id, lease_seconds, now or utcnow())
+
+
+def _take(session: Session, job: Job, worker_id: str, lease_seconds: float, now: datetime) -> Claim:
+    job.status = Status.RUNNING.value
+    job.attempt += 1
+    job.fencing_token += 1
+    job.worker_id = worker_id
+    job.heartbeat_at = now
+    job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    job.started_at = job.started_at or now
+    job.error = None
+    from_step = 0
+    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    if run is not None:
+        from_step = _resume_step(session, run)
+        run.status = Status.RUNNING.value
+        run.error = None
+        job.progress = {"step": from_step, "total": run.total_steps}
+    _log(job, now, "claimed", worker=worker_id, from_step=from_step)
+    session.flush()
+    return Claim(job_id=job.id, token=job.fencing_token, attempt=job.attempt, kind=job.kind,
+                 run_id=job.run_id, queue=job.queue, from_step=from_step)
+
+
+def _resume_step(session: Session, run: Run) -> int:
+    """The step a train job resumes from: its newest resume checkpoint (0 when it has none)."""
+    query = select(func.max(Checkpoint.step)).where(
+        Checkpoint.run_id == run.id, Checkpoint.kind == CheckpointKind.RESUME.value)
+    return session.scalar(query) or 0
+
+
+# ---------------------------------------------------------------- writes by the owner
+
+
+def _owned(session: Session, job_id: int, token: int) -> Job | None:
+    """The job, locked, if ``token`` still owns it (current token and RUNNING); else None."""
+    query = select(Job).where(Job.id == job_id, Job.fencing_token == token, Job.status == Status.RUNNING.value)
+    return session.scalars(_locked(query).execution_options(populate_existing=True)).first()
+
+
+def fence(job_id: int, token: int) -> Callable[[Session], None]:
+    """A guard for ``execute_training``: raises LeaseLost unless ``token`` still owns the job.
+
+    Run first in a write transaction, it locks the job row, so the check holds until the
+    transaction commits: the guarded write lands only if the worker owned the job throughout.
+    """
+    def guard(session: Session) -> None:
+        if _owned(session, job_id, token) is None:
+            raise LeaseLost(f"job {job_id}: fencing token {token} no longer owns the job")
+    return guard
+
+
+def heartbeat(session: Session, *, job_id: int, token: int, lease_seconds: float,
+              now: datetime | None = None) -> bool:
+    """Renew the lease; False when the token no longer owns the job (the lease was lost)."""
+    job = _owned(session, job_id, token)
+    if job is None:
+        return False
+    now = now or utcnow()
+    job.heartbeat_at = now
+    job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    session.flush()
+    return True
+
+
+def report_progress(session: Session, *, job_id: int, token: int, progress: dict[str, Any]) -> bool:
+    """Replace the job's live figures (non-finite numbers become None); False when not owned."""
+    job = _owned(session, job_id, token)
+    if job is None:
+        return False
+    job.progress = {key: _finite(value) for key, value in progress.items()}
+    session.flush()
+    return True
+
+
+def finish(session: Session, *, job_id: int, token: int, status: str, error: str | None = None) -> bool:
+    """End an owned job (and its run) as SUCCEEDED, FAILED or CANCELLED; False when not owned."""
+    status = Status(status).value
+    if status not in TERMINAL:
+        raise ValueError(f"finish needs a final status, not {status}")
+    job = _owned(session, job_id, token)
+    if job is None:
+        return False
+    _end(session, job, status, error, utcnow())
+    _log(job, utcnow(), "finished", status=status, reason=_first_line(error))
+    session.flush()
+    return True
+
+
+def release(session: Session, *, job_id: int, token: int, reason: str, lost: bool) -> str | None:
+    """Give an owned job back: re-queue it (or end it, see `reap`); None when not owned.
+
+    ``lost=True``: the attempt failed for a reason outside the job (its process crashed or was
+    killed) and counts towards ``max_attempts``. ``lost=False``: a graceful shutdown handed it
+    back after checkpointing, which costs the job no attempt.
+    """
+    job = _owned(session, job_id, token)
+    if job is None:
+        return None
+    if lost:
+        return _lose(session, job, reason, utcnow())
+    _log(job, utcnow(), "released", reason=reason)
+    job.attempt -= 1
+    _requeue(session, job)
+    session.flush()
+    return job.status
+
+
+# ---------------------------------------------------------------- cancel, reap, retry
+
+
+def request_cancel(session: Session, *, job_id: int) -> str:
+    """Cancel a job: a QUEUED one at once, a RUNNING one by flagging it for its worker.
+
+    Returns the job's status afterwards (CANCELLED, still RUNNING, or an already final status).
+    """
+    job = session.scalars(_locked(select(Job).where(Job.id == job_id))).first()
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.status == Status.QUEUED.value:
+        _end(session, job, Status.CANCELLED.value, None, utcnow())
+        _log(job, utcnow(), "cancelled", reason="cancelled before it started")
+    elif job.status == Status.RUNNING.value and not job.cancel_requested:
+        job.cancel_requested = True
+        _log(job, utcnow(), "cancel requested")
+    session.flush()
+    return job.status
+
+
+def reap(session: Session, *, now: datetime | None = None) -> list[Reaped]:
+    """Deal with RUNNING jobs whose lease has expired: their worker is presumed lost.
+
+    Each is re-queued (it resumes from its last checkpoint), or FAILED with the reason once it has
+    used ``max_attempts``, or CANCELLED if a cancel was pending.
+    """
+    now = now or utcnow()
+    query = select(Job).where(Job.status == Status.RUNNING.value, Job.lease_expires_at < now).order_by(Job.id)
+    reaped = []
+    for job in session.scalars(_locked(query, skip_locked=True)).all():
+        silent = (now - (job.heartbeat_at or job.lease_expires_at)).total_seconds()
+        reason = f"worker lost: no heartbeat for {silent:.0f} s"
+        reaped.append(Reaped(job.id, _lose(session, job, reason, now), reason))
+    return reaped
+
+
+def retry(session: Session, *, job_id: int) -> Job:
+    """Re-queue a FAILED or CANCELLED job with a fresh allowance of attempts."""
+    job = session.scalars(_locked(select(Job).where(Job.id == job_id))).first()
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.status not in (Status.FAILED.value, Status.CANCELLED.value):
+        raise ValueError(f"job {job_id} is {job.status}; only FAILED or CANCELLED jobs can be retried")
+    job.attempt = 0
+    job.finished_at = None
+    _requeue(session, job)
+    _log(job, utcnow(), "retried")
+    session.flush()
+    return job
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _lose(session: Session, job: Job, reason: str, now: datetime) -> str:
+    """An attempt ended by something outside the job: re-queue, or end it after the last attempt."""
+    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    at_step = {"at_step": run.step} if run is not None else {}
+    if job.cancel_requested:
+        _end(session, job, Status.CANCELLED.value, None, now)
+    elif job.attempt >= job.max_attempts:
+        _end(session, job, Status.FAILED.value, f"{reason} (gave up after {job.attempt} attempts)", now)
+    else:
+        _requeue(session, job)
+    _log(job, now, "lost", reason=reason, became=job.status, **at_step)
+    session.flush()
+    return job.status
+
+
+def _requeue(session: Session, job: Job) -> None:
+    job.status = Status.QUEUED.value
+    job.worker_id = job.lease_expires_at = job.heartbeat_at = None
+    job.cancel_requested = False
+    job.error = None
+    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    if run is not None:
+        run.status, run.error, run.finished_at = Status.QUEUED.value, None, None
+
+
+def _end(session: Session, job: Job, status: str, error: str | None, now: datetime) -> None:
+    job.status = status
+    job.error = error
+    job.finished_at = now
+    job.lease_expires_at = None
+    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    if run is not None:
+        run.status, run.finished_at = status, now
+        if error is not None:
+            run.error = error
+
+
+def _log(job: Job, now: datetime, event: str, **details: Any) -> None:
+    """Append an event to the job's history (a new dict, so the JSON column sees the change)."""
+    entry = {"at": now.isoformat(timespec="seconds"), "attempt": job.attempt, "event": event}
+    entry.update({key: value for key, value in details.items() if value is not None})
+    payload = dict(job.payload or {})
+    payload["history"] = [*payload.get("history", []), entry]
+    job.payload = payload
+
+
+def _locked(query, *, skip_locked: bool = False):
+    """FOR UPDATE on PostgreSQL; SQLite renders nothing (BEGIN IMMEDIATE already holds the lock)."""
+    return query.with_for_update(skip_locked=skip_locked)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
+
+
+def _first_line(text: str | None) -> str | None:
+    return text.strip().splitlines()[0][:300] if text and text.strip() else None

@@ -1,0 +1,198 @@
+"""Helpers for the job tests: tiny specs, records, polling, and worker processes with accounting.
+
+``Workers`` starts ``python -m worker.local`` subprocesses, each the leader of its own process group,
+with short leases (3 s, heartbeat 1 s) and one torch thread. Every process they start carries a tag
+in its environment, so every one of them can be found, even an orphan, and none may be left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from core.db import crud, jobs
+from core.db.session import make_engine, session_scope, upgrade
+from core.specs import RunSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+TAG = "CIRCUITBOARD_TEST_TAG"
+LEASE, HEARTBEAT = 3, 1
+WORKER_ENV = {"CIRCUITBOARD_LEASE_SECONDS": str(LEASE), "CIRCUITBOARD_HEARTBEAT_SECONDS": str(HEARTBEAT),
+              "CIRCUITBOARD_STOP_GRACE_SECONDS": "5", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# Tiny: ~1.5 s to start a child (torch import), then ~30 steps/s.
+FAST = {"problem": "parity", "max_len": 3, "n_train_per_len": 16, "n_test_per_len": 8, "probe_per_len": 2,
+        "d_model": 16, "batch_size": 8, "steps": 20, "eval_every": 10, "snapshot_every": 10, "checkpoint_every": 5}
+# Slower on purpose (evaluation and a snapshot every step), so a test can act mid-run.
+SLOW = {**FAST, "steps": 30, "eval_every": 1, "snapshot_every": 1, "checkpoint_every": 5}
+
+
+def migrated(url: URL) -> Engine:
+    upgrade(url)
+    return make_engine(url)
+
+
+# ---------------------------------------------------------------- records
+
+
+def new_job(engine: Engine, spec: dict[str, Any] | None = None, *, validate: bool = True, **overrides) -> tuple[int, int]:
+    """A run of ``spec`` (FAST by default) with its train job QUEUED: (run id, job id)."""
+    flat = {**(spec or FAST), **overrides}
+    if validate:
+        flat = RunSpec.from_flat(flat).to_flat()
+    with session_scope(engine) as session:
+        run = crud.create_run(session, spec=flat, total_steps=flat.get("steps", 0))
+        return run.id, jobs.submit_train_job(session, run_id=run.id).id
+
+
+def job_row(engine: Engine, job_id: int):
+    """The job as it is now, detached (a read-only scope rolls back, which would expire it)."""
+    with session_scope(engine, readonly=True) as session:
+        job = jobs.get_job(session, job_id=job_id)
+        session.expunge(job)
+        return job
+
+
+def run_row(engine: Engine, run_id: int):
+    with session_scope(engine, readonly=True) as session:
+        run = crud.get_run(session, run_id=run_id)
+        session.expunge(run)
+        return run
+
+
+def events(job, name: str | None = None) -> list[dict]:
+    history = (job.payload or {}).get("history", [])
+    return [event for event in history if name is None or event["event"] == name]
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def wait_status(engine: Engine, job_id: int, *statuses: str, timeout: float = 30) -> Any:
+    return wait_for(lambda: (job := job_row(engine, job_id)).status in statuses and job,
+                    timeout=timeout, interval=0.1, what=f"job {job_id} to become {'/'.join(statuses)}")
+
+
+# ---------------------------------------------------------------- processes
+
+
+def tagged(tag: str) -> list[psutil.Process]:
+    """Live processes (zombies excluded) whose environment carries ``tag``."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and process.environ().get(TAG) == tag:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def training_children(tag: str) -> list[psutil.Process]:
+    """The tagged ``worker.child`` processes (the training children of the workers)."""
+    children = []
+    for process in tagged(tag):
+        try:
+            if "worker.child" in process.cmdline():
+                children.append(process)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return children
+
+
+class Workers:
+    """Starts local worker subprocesses for one test and accounts for every process they make."""
+
+    def __init__(self, logs: Path) -> None:
+        self.tag = uuid.uuid4().hex
+        self.logs = logs
+        self.started: list[subprocess.Popen] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, **WORKER_ENV, TAG: self.tag, **extra}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        return env
+
+    def start(self, url: URL, *args: str) -> subprocess.Popen:
+        """``python -m worker.local --db URL`` as the leader of a new process group."""
+        command = [sys.executable, "-m", "worker.local", "--db", url.render_as_string(hide_password=False),
+                   "--poll", "0.1", *args]
+        with open(self.logs / f"worker-{len(self.started)}.log", "w") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=self.env(), start_new_session=True,
+                                       stdout=log, stderr=subprocess.STDOUT)
+        self.started.append(process)
+        return process
+
+    def log(self, process: subprocess.Popen) -> str:
+        """What the worker has logged so far (for failure messages)."""
+        return (self.logs / f"worker-{self.started.index(process)}.log").read_text()
+
+    def signal(self, process: subprocess.Popen, sig: signal.Signals) -> None:
+        """Send ``sig`` to the worker's whole process group (its training child has a group of its own)."""
+        os.killpg(process.pid, sig)
+
+    def stop(self, process: subprocess.Popen, timeout: float = 15) -> int:
+        """SIGTERM, as a service manager would; the worker must exit cleanly by itself."""
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=timeout)
+
+    def leftovers(self) -> list[psutil.Process]:
+        return tagged(self.tag)
+
+    def cleanup(self) -> list[str]:
+        """Kill what is still running; return descriptions of the processes that were left."""
+        for process in self.started:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+        deadline = time.monotonic() + 3  # a child killed with its worker may take a moment to go
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = []
+        for process in self.leftovers():
+            try:
+                left.append(f"{process.pid} {' '.join(process.cmdline())}")
+                process.kill()
+            except psutil.NoSuchProcess:
+                continue
+        return left
+
+
+def fingerprint(engine: Engine, run_id: int, job_id: int) -> tuple:
+    """Everything a worker may write for a run and its job, to compare before and after."""
+    with session_scope(engine, readonly=True) as session:
+        job, run = jobs.get_job(session, job_id=job_id), crud.get_run(session, run_id=run_id)
+        job_state = (job.status, job.attempt, job.fencing_token, job.worker_id, job.lease_expires_at,
+                     job.heartbeat_at, job.progress, job.payload, job.error, job.updated_at)
+        run_state = (run.status, run.step, run.error, run.summary, run.started_at, run.finished_at)
+        checkpoints = [(step, kind, crud.get_checkpoint(session, run_id=run_id, step=step, kind=kind).sha256)
+                       for kind in ("resume", "weights")
+                       for step in crud.checkpoint_steps(session, run_id=run_id, kind=kind)]
+        metrics = [(key, step, None if value != value else value)  # NaN != NaN; None == None
+                   for key, step, value in crud.get_metrics(session, run_id=run_id)]
+        return (job_state, run_state, metrics,
+                crud.list_snapshot_steps(session, run_id=run_id), checkpoints)

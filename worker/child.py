@@ -1,0 +1,100 @@
+"""The process that does a job's work: ``python -m worker.child JOB_ID TOKEN``.
+
+``worker.execute`` starts it in a new process group, with the database URL in
+``CIRCUITBOARD_DATABASE_URL`` and its own pid in ``CIRCUITBOARD_SUPERVISOR_PID``, and reads the
+outcome from the exit status (the ``EXIT_*`` codes below). Everything it writes goes through
+``jobs.fence(job_id, token)``, so once its supervisor has lost the lease nothing it does lands.
+
+- SIGTERM asks it to stop: training ends after the current step with a resume checkpoint
+  (``execute_training`` writes one when ``should_stop`` ends the loop), and it exits EXIT_STOPPED.
+- It dies with its supervisor (Linux ``PR_SET_PDEATHSIG``, and a watcher thread elsewhere), so
+  killing a worker never leaves a training process behind.
+
+This module's top level is torch-free, so the supervisor can import the exit codes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+EXIT_SUCCEEDED = 0
+EXIT_STOPPED = 10  # stopped on request, after a resume checkpoint
+EXIT_FAILED = 11  # the job's own error (exception, NaN loss): no automatic retry
+EXIT_LEASE_LOST = 12  # its token no longer owns the job; it wrote nothing more
+EXIT_INFRA = 13  # the database failed under it: the attempt counts as lost, the job may retry
+
+SUPERVISOR_PID_ENV = "CIRCUITBOARD_SUPERVISOR_PID"
+
+
+def die_with_supervisor(supervisor_pid: int) -> None:
+    """Exit as soon as the process that started us is gone (it owns our lease)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(1.0)
+        os._exit(EXIT_LEASE_LOST)
+
+    if os.getppid() != supervisor_pid:  # it died before we could ask to follow it
+        os._exit(EXIT_LEASE_LOST)
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
+def report(engine, job_id: int, token: int, p) -> None:
+    """Write a training Progress to the job's live figures; raise LeaseLost when no longer owned."""
+    from core.db import jobs
+    from core.db.session import session_scope
+
+    figures = {"step": p.step, "total": p.total, "steps_per_s": p.steps_per_s, "loss": p.loss, "lr": p.lr,
+               "eta_s": (p.total - p.step) / p.steps_per_s if p.steps_per_s > 0 else None,
+               "test_seq_acc": p.test_seq_acc, "peaky": p.peaky}
+    with session_scope(engine) as session:
+        if not jobs.report_progress(session, job_id=job_id, token=token, progress=figures):
+            raise jobs.LeaseLost(f"job {job_id}: token {token} lost the job")
+
+
+def main(argv: list[str] | None = None) -> int:
+    job_id, token = (int(arg) for arg in (argv if argv is not None else sys.argv[1:]))
+    die_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
+
+    from sqlalchemy.exc import OperationalError
+
+    from core.db import jobs
+    from core.db.models import Status
+    from core.db.session import make_engine, session_scope
+    from core.settings import Settings
+
+    engine = make_engine(Settings().database_url)
+    try:
+        with session_scope(engine, readonly=True) as session:
+            run_id = jobs.get_job(session, job_id=job_id).run_id
+        from core.recording import execute_training  # torch, from here on
+
+        status = execute_training(engine, run_id, guard=jobs.fence(job_id, token), should_stop=stop.is_set,
+                                  on_progress=lambda p: report(engine, job_id, token, p))
+    except jobs.LeaseLost:
+        return EXIT_LEASE_LOST
+    except OperationalError as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_INFRA
+    except Exception as exc:  # noqa: BLE001 - any other error is the job's own
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    return EXIT_SUCCEEDED if status == Status.SUCCEEDED.value else EXIT_STOPPED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The one execution path of every job: claim -> supervise a child process -> heartbeat -> finish.
+
+Both dispatchers call it: the embedded local worker (``worker.local``) hands it the jobs it claims
+from the database, and a Celery task calls ``execute_job(job_id)`` for each message. A duplicate or
+stale delivery claims nothing and is dropped (``DROPPED``).
+
+The caller's process is the supervisor; the work runs in a child (``python -m worker.child``) in a
+new process group, so that a terminal's Ctrl-C reaches only the supervisor, which decides, and the
+whole group can be killed at once. While the child runs, the supervisor:
+
+- renews the lease every ``heartbeat_seconds``; when a renewal finds the token no longer owns the job
+  (the reaper gave it to someone else while this process was paused or cut off), or the database has
+  been unreachable for a whole lease, it kills the child and writes nothing more (``LOST``);
+- checks for a cancel request about once a second: SIGTERM to the child's group, SIGKILL after
+  ``stop_grace_seconds``, then CANCELLED;
+- on a graceful worker shutdown (``should_stop()`` turns true) sends SIGTERM the same way: the child
+  writes a resume checkpoint and the job goes back to the queue without using up an attempt.
+
+How the child ended decides the job (see ``worker.child`` for the exit codes): success -> SUCCEEDED;
+the job's own error (an exception, NaN loss) -> FAILED with the error, never retried automatically;
+killed by a signal or a database failure -> the attempt is lost: re-queued to resume from its last
+checkpoint, or FAILED once it has used ``max_attempts``.
+
+A run whose spec does not validate ends FAILED("invalid spec: ...") here, before any child starts,
+so no tensor is ever allocated for it. This module never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.db import crud, jobs
+from core.db.models import Status, utcnow
+from core.db.session import session_scope
+from core.names import JOB_TRAIN
+from core.settings import Settings
+from core.specs import RunSpec, SpecError
+from core.summary import summarize
+from worker import child
+
+log = logging.getLogger(__name__)
+
+DROPPED = "DROPPED"  # a duplicate or stale delivery: nothing was claimed
+LOST = "LOST"  # the lease was lost mid-run: another worker owns the job now
+POLL_SECONDS = 0.2  # how often the supervisor wakes up
+CANCEL_CHECK_SECONDS = 1.0  # how often it looks for a cancel request
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+ShouldStop = Callable[[], bool]
+
+
+def execute_job(job_id: int, *, engine: Engine, worker_id: str, settings: Settings,
+                should_stop: ShouldStop | None = None) -> str:
+    """Claim job ``job_id`` and run it to its end; return the job's status afterwards.
+
+    Returns SUCCEEDED, FAILED, CANCELLED, QUEUED (handed back to the queue), LOST or DROPPED.
+    """
+    with session_scope(engine) as session:
+        claimed = jobs.claim(session, job_id=job_id, worker_id=worker_id, lease_seconds=settings.lease_seconds)
+    if claimed is None:
+        log.info("job %s: not QUEUED, delivery dropped", job_id)
+        return DROPPED
+    return run_claimed(claimed, engine=engine, settings=settings, should_stop=should_stop)
+
+
+def run_claimed(claim: jobs.Claim, *, engine: Engine, settings: Settings,
+                should_stop: ShouldStop | None = None) -> str:
+    """Run a job this process has just claimed (the local dispatcher claims with ``claim_next``)."""
+    log.info("job %s: attempt %s, token %s, run %s from step %s",
+             claim.job_id, claim.attempt, claim.token, claim.run_id, claim.from_step)
+    refusal, total = _check(engine, claim)
+    if refusal is not None:
+        return _finish(engine, claim, Status.FAILED, refusal)
+    if claim.from_step >= total:  # trained to the end before the last worker could record it
+        return _complete(engine, claim)
+    return _supervise(engine, claim, settings, should_stop or (lambda: False))
+
+
+def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, int]:
+    """(why the job cannot run, or None; the run's total steps), read before anything starts."""
+    if claim.kind != JOB_TRAIN:
+        return f"unsupported job kind {claim.kind!r}", 0
+    with session_scope(engine, readonly=True) as session:
+        run = crud.get_run(session, run_id=claim.run_id) if claim.run_id is not None else None
+        if run is None:
+            return f"run {claim.run_id} does not exist", 0
+        flat = dict(run.spec or {})
+    try:
+        spec = RunSpec.from_flat(flat)
+    except SpecError as exc:
+        return f"invalid spec: {exc}", 0
+    return None, spec.train.steps
+
+
+def _supervise(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: ShouldStop) -> str:
+    """Start the child, keep the lease while it runs, and turn its ending into the job's status."""
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "worker.child", str(claim.job_id), str(claim.token)],
+                                env=_child_env(engine), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr, process_group=0)
+        try:
+            code, intent = _watch(engine, claim, settings, should_stop, proc)
+        finally:
+            _kill_group(proc, signal.SIGKILL)  # whatever happened, nothing of it is left behind
+            proc.wait()
+        if code is None:
+            return LOST
+        stderr.seek(0)
+        tail = stderr.read()[-2000:].decode(errors="replace").strip()
+    return _outcome(engine, claim, code, intent, tail)
+
+
+def _watch(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: ShouldStop,
+           proc: subprocess.Popen) -> tuple[int | None, str | None]:
+    """Supervise until the child exits: (its exit code, or None when the lease was lost; why we stopped it)."""
+    intent: str | None = None  # "cancel" or "release" once we have asked the child to stop
+    kill_at: float | None = None
+    renewed = time.monotonic()
+    next_beat = renewed + settings.heartbeat_seconds
+    next_cancel_check = renewed + CANCEL_CHECK_SECONDS
+    while True:
+        try:
+            return proc.wait(timeout=POLL_SECONDS), intent
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if now >= next_beat:
+            owned = _heartbeat(engine, claim, settings)
+            if owned is False or (owned is None and now - renewed >= settings.lease_seconds):
+                log.warning("job %s: lease lost; stopping its process, writing nothing more", claim.job_id)
+                return None, intent
+            renewed = now if owned else renewed
+            next_beat = now + settings.heartbeat_seconds
+        if intent is None and should_stop():
+            intent = "release"
+        if intent is None and now >= next_cancel_check:
+            intent = "cancel" if _cancel_requested(engine, claim) else None
+            next_cancel_check = now + CANCEL_CHECK_SECONDS
+        if intent is not None and kill_at is None:
+            log.info("job %s: stopping its process (%s)", claim.job_id, intent)
+            _kill_group(proc, signal.SIGTERM)
+            kill_at = now + settings.stop_grace_seconds
+        if kill_at is not None and now >= kill_at:
+            _kill_group(proc, signal.SIGKILL)
+
+
+def _outcome(engine: Engine, claim: jobs.Claim, code: int, intent: str | None, stderr_tail: str) -> str:
+    """The job's status after its child exited with ``code``."""
+    if code == child.EXIT_SUCCEEDED:
+        return _finish(engine, claim, Status.SUCCEEDED)
+    if code == child.EXIT_LEASE_LOST:
+        return LOST
+    if code == child.EXIT_FAILED:
+        return _finish(engine, claim, Status.FAILED, _run_error(engine, claim) or stderr_tail or "failed")
+    if intent == "cancel":
+        return _finish(engine, claim, Status.CANCELLED)
+    if intent == "release":
+        return _release(engine, claim, "worker shut down; released after a checkpoint", lost=False)
+    if code == child.EXIT_INFRA:
+        return _release(engine, claim, f"database failure: {_last_line(stderr_tail)}", lost=True)
+    if code == child.EXIT_STOPPED:
+        return _release(engine, claim, "training process was stopped from outside its worker", lost=True)
+    if code < 0:
+        return _release(engine, claim, f"training process killed by {signal.Signals(-code).name}", lost=True)
+    return _finish(engine, claim, Status.FAILED, f"training process exited with status {code}: {stderr_tail}")
+
+
+# ---------------------------------------------------------------- database writes, all fenced
+
+
+def _heartbeat(engine: Engine, claim: jobs.Claim, settings: Settings) -> bool | None:
+    """Renew the lease: True, False when lost, None when the database could not be reached."""
+    try:
+        with session_scope(engine) as session:
+            return jobs.heartbeat(session, job_id=claim.job_id, token=claim.token,
+                                  lease_seconds=settings.lease_seconds)
+    except SQLAlchemyError as exc:
+        log.warning("job %s: heartbeat failed: %s", claim.job_id, exc)
+        return None
+
+
+def _cancel_requested(engine: Engine, claim: jobs.Claim) -> bool:
+    try:
+        with session_scope(engine, readonly=True) as session:
+            job = jobs.get_job(session, job_id=claim.job_id)
+            return job is not None and job.cancel_requested
+    except SQLAlchemyError:
+        return False
+
+
+def _finish(engine: Engine, claim: jobs.Claim, status: Status, error: str | None = None) -> str:
+    with session_scope(engine) as session:
+        done = jobs.finish(session, job_id=claim.job_id, token=claim.token, status=status, error=error)
+    log.info("job %s: %s%s", claim.job_id, status.value if done else "lease lost before finishing",
+             f": {_last_line(error)}" if error and done else "")
+    return status.value if done else LOST
+
+
+def _release(engine: Engine, claim: jobs.Claim, reason: str, *, lost: bool) -> str:
+    with session_scope(engine) as session:
+        status = jobs.release(session, job_id=claim.job_id, token=claim.token, reason=reason, lost=lost)
+    log.info("job %s: %s (%s)", claim.job_id, status or "lease lost before releasing", reason)
+    return status or LOST
+
+
+def _complete(engine: Engine, claim: jobs.Claim) -> str:
+    """Record a run whose training reached its last step but whose status was never written."""
+    with session_scope(engine) as session:
+        jobs.fence(claim.job_id, claim.token)(session)
+        summary = summarize(crud.get_metrics(session, run_id=claim.run_id))
+        crud.update_run(session, run_id=claim.run_id, status=Status.SUCCEEDED, summary=summary,
+                        finished_at=utcnow(), error=None)
+    return _finish(engine, claim, Status.SUCCEEDED)
+
+
+def _run_error(engine: Engine, claim: jobs.Claim) -> str | None:
+    with session_scope(engine, readonly=True) as session:
+        run = crud.get_run(session, run_id=claim.run_id)
+        return run.error if run is not None else None
+
+
+# ---------------------------------------------------------------- the child process
+
+
+def _child_env(engine: Engine) -> dict[str, str]:
+    env = dict(os.environ)
+    env["CIRCUITBOARD_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
+    env[child.SUPERVISOR_PID_ENV] = str(os.getpid())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _kill_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    """Signal the child's whole process group (its pid is the group id)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""

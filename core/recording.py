@@ -113,7 +113,11 @@ def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
             raise crud.RunNotFound(run_id)
         spec = RunSpec.from_flat(run.spec)
         latest = crud.latest_checkpoint(session, run_id=run_id, kind=checkpoints.RESUME)
-        resume = latest.data if latest is not None and latest.step < spec.train.steps else None
+        trained = latest is not None and latest.step >= spec.train.steps
+        resume = latest.data if latest is not None and not trained else None
+    if trained:  # it reached the end before whoever ran it could record so: record it now
+        _finish(recorder, Status.SUCCEEDED)
+        return Status.SUCCEEDED.value
     recorder._do(lambda s: crud.update_run(s, run_id=run_id, status=Status.RUNNING,
                                            started_at=utcnow(), error=None))
     try:

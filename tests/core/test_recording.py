@@ -178,6 +178,23 @@ def test_init_from_starts_at_the_parents_weights(sqlite_engine):
     assert not same(state_at(sqlite_engine, alone, 0), parent_at_4)
 
 
+def test_a_run_whose_last_checkpoint_is_final_is_not_trained_again(sqlite_engine, monkeypatch):
+    import core.recording as recording
+
+    run_id = new_run(sqlite_engine, steps=4)
+    execute_training(sqlite_engine, run_id)
+    with session_scope(sqlite_engine) as session:
+        crud.update_run(session, run_id=run_id, status=Status.RUNNING)  # as if its worker died at the end
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(recording, "train", must_not_train)
+    assert execute_training(sqlite_engine, run_id) == Status.SUCCEEDED.value
+    with session_scope(sqlite_engine) as session:
+        assert crud.get_run(session, run_id=run_id).status == Status.SUCCEEDED.value
+
+
 def test_a_missing_init_checkpoint_fails_the_run(sqlite_engine):
     parent = new_run(sqlite_engine, steps=4)
     execute_training(sqlite_engine, parent)

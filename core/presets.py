@@ -2,9 +2,9 @@
 
 ``paper-*`` presets are the paper's setting, exactly (PAPER.md): every value the paper fixes is
 written out here even where it equals a default, so a changed default never changes them.
-``fast-*`` presets trade faithfulness for a circuit that forms in minutes on a laptop CPU: the
-same data and model size, with shuffled batches, a higher learning rate with warmup and cosine
-decay, standard pre-LN and no dropout (PAPER.md, "What a first calibration found").
+``fast-*`` presets trade faithfulness for a model that learns in minutes on a laptop CPU: the
+same data, norm and parameter count, with 4 heads per layer, shuffled batches, a higher learning
+rate with warmup and cosine decay, and no dropout (README, "Presets", has the measurements).
 """
 
 from collections.abc import Mapping
@@ -48,18 +48,19 @@ def _paper(problem: str) -> dict[str, Any]:
     }
 
 
-_FAST = {  # placeholders until calibrated
-    "shuffle": True,
+_FAST = {  # calibrated on this 2-core CPU; README "Presets" gives the measurements behind each value
+    "n_heads": 4,  # same parameters as 1 head; accuracy 0.99 by step 1,000 instead of a plateau near 0.89
+    "shuffle": True,  # mixed-length batches: length-sorted ones learn far slower per step
     "lr": 1e-3,
-    "batch_size": 64,
-    "warmup_steps": 200,
+    "warmup_steps": 100,
     "schedule": "cosine",
-    "norm": "pre",
+    "min_lr_ratio": 0.1,
     "dropout": 0.0,
-    "steps": 8000,
-    "eval_every": 500,
+    "steps": 3000,
+    "eval_every": 250,
     "snapshot_every": 250,
-    "checkpoint_every": 1000,
+    "checkpoint_every": 500,
+    "eval_rows_per_len": 128,  # intermediate evaluations on 128 rows per length; the last one is whole
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -61,7 +61,7 @@ def forward_width(length: int, width: int, loss_on: str) -> int:
 
 @torch.no_grad()
 def teacher_forced(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: str,
-                   device: torch.device, per_length: int | None = None, chunk: int = 1024) -> Accuracy:
+                   device: torch.device, per_length: int | None = None, chunk: int = 256) -> Accuracy:
     """Accuracy of one forward pass per chunk; tokens [N, W] uint8, lengths [N]; at most
     ``per_length`` rows of each length (the first ones: rows are already shuffled within a length)."""
     model.eval()

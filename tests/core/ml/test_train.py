@@ -235,3 +235,12 @@ def test_should_stop_stops_early(tiny_spec, recorder, weights_equal):
     train(tiny_spec(), whole)
     assert weights_equal(rest.weights(12), whole.weights(12))
 
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the error path needs one without")
+def test_a_cuda_device_without_cuda_is_a_clear_error():
+    from core.ml.train import resolve_device
+
+    with pytest.raises(TrainingError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+    assert resolve_device(None).type == "cpu"

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from core.db import crud
 from core.db.models import Checkpoint, Status
@@ -17,14 +13,13 @@ from core.problems import build_dataset
 from core.snapshots import unpack
 from core.specs import RunSpec
 from core.summary import summarize
+from tests.conftest import fresh_schema
 
 torch = pytest.importorskip("torch")
 
 from core.ml import checkpoints  # noqa: E402
 from core.ml.train import TrainingError  # noqa: E402
 from core.recording import KEEP_RESUME_CHECKPOINTS, execute_training  # noqa: E402
-
-ADMIN_URL = os.environ.get("CIRCUITBOARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 SPEC = {
     "problem": "parity", "max_len": 3, "n_train_per_len": 16, "n_test_per_len": 8, "probe_per_len": 2,
@@ -50,31 +45,14 @@ def sqlite_engine(tmp_path_factory):
     engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def postgresql_engine():
-    """A freshly migrated, uniquely named PostgreSQL database, dropped afterwards (as tests/core/db does)."""
-    admin_url = make_url(ADMIN_URL)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"circuitboard_rec_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - any connection failure means "unreachable"
-        admin.dispose()
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required when CI=true: {reason}")
-        pytest.skip(f"PostgreSQL unreachable at {admin_url.render_as_string()} ({reason}); CI is not 'true'")
-    url = admin_url.set(database=name)
-    try:
+@pytest.fixture
+def postgresql_engine(postgres_database):
+    """A freshly migrated schema of the session's PostgreSQL database (tests/conftest.py)."""
+    with fresh_schema(postgres_database) as url:
         upgrade(url)
         engine = make_engine(url)
         yield engine
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

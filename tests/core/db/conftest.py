@@ -1,79 +1,14 @@
-"""Fixtures for the records layer: real SQLite files and a real PostgreSQL server.
-
-`db_url` is parametrised over both dialects and always names an EMPTY database:
-- sqlite: a fresh file under tmp_path;
-- postgresql: a fresh schema (selected through search_path) inside one database created
-  for this test session and dropped at its end.
-
-PostgreSQL is expected at CIRCUITBOARD_TEST_POSTGRES_URL (default: user postgres, trust auth,
-127.0.0.1:5432, database `test`, used only to create and drop the session database). When it
-is unreachable the PostgreSQL cases are skipped, except under CI=true, where they fail.
-"""
+"""Fixtures for the records layer; ``db_url`` and ``postgres_database`` come from tests/conftest.py."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from typing import NoReturn
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 
 from core.db.session import make_engine, upgrade
-
-ADMIN_URL = os.environ.get(
-    "CIRCUITBOARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required when CI=true: {reason}")
-    pytest.skip(f"PostgreSQL unavailable ({reason}); set CI=true to make this a failure")
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[URL]:
-    """URL of a uniquely named PostgreSQL database that lives for this test session."""
-    admin_url = make_url(ADMIN_URL)
-    admin = create_engine(
-        admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"circuitboard_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - any connection failure means "unreachable"
-        admin.dispose()
-        message = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        _unavailable(f"{admin_url.render_as_string()}: {message}")
-    try:
-        yield admin_url.set(database=name)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[URL]:
-    """URL of an empty database of the parametrised dialect."""
-    if request.param == "sqlite":
-        yield make_url(f"sqlite:///{tmp_path / 'circuitboard.db'}")
-        return
-    database: URL = request.getfixturevalue("postgres_database")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(database, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield database.update_query_dict({"options": f"-csearch_path={schema}"})
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture
@@ -83,9 +18,3 @@ def engine(db_url: URL) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path) -> URL:
-    """URL of an empty SQLite file (for SQLite-only behaviour)."""
-    return make_url(f"sqlite:///{tmp_path / 'circuitboard.db'}")

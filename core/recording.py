@@ -43,46 +43,32 @@ class RunRecorder(Callbacks):
         self.on_progress = on_progress
         self._should_stop = should_stop or (lambda: False)
 
-    def _write(self):
-        scope = session_scope(self.engine)
-        session = scope.__enter__()
-        try:
+    def write(self, fn: Callable[[Session], object]) -> None:
+        """Run ``fn(session)`` in one transaction, after ``guard`` has allowed it."""
+        with session_scope(self.engine) as session:
             self.guard(session)
-        except BaseException as exc:
-            scope.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        return scope, session
-
-    def _do(self, fn) -> None:
-        scope, session = self._write()
-        try:
             fn(session)
-        except BaseException as exc:
-            if not scope.__exit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            scope.__exit__(None, None, None)
 
     def probe_set(self, tokens, lengths) -> None:
-        self._do(lambda s: crud.put_probe_set(s, run_id=self.run_id, tokens=tokens, lengths=lengths))
+        self.write(lambda s: crud.put_probe_set(s, run_id=self.run_id, tokens=tokens, lengths=lengths))
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         rows = [(key, step, value) for key, value in values.items()]
-        self._do(lambda s: crud.upsert_metrics(s, run_id=self.run_id, rows=rows))
+        self.write(lambda s: crud.upsert_metrics(s, run_id=self.run_id, rows=rows))
 
     def snapshot(self, step: int, blob: bytes, layout: dict) -> None:
         shape = [len(layout["lengths"]), layout["n_layers"], layout["n_heads"], layout["width"], layout["width"]]
-        self._do(lambda s: crud.put_snapshot(s, run_id=self.run_id, step=step, data=blob, shape=shape, layout=layout))
+        self.write(lambda s: crud.put_snapshot(s, run_id=self.run_id, step=step, data=blob, shape=shape, layout=layout))
 
     def checkpoint(self, step: int, kind: str, data: bytes) -> None:
         def write(session):
             crud.put_checkpoint(session, run_id=self.run_id, step=step, kind=kind, data=data)
             if kind == checkpoints.RESUME:
                 crud.prune_checkpoints(session, run_id=self.run_id, kind=kind, keep=KEEP_RESUME_CHECKPOINTS)
-        self._do(write)
+        self.write(write)
 
     def progress(self, progress: Progress) -> None:
-        self._do(lambda s: crud.update_run(s, run_id=self.run_id, step=progress.step))
+        self.write(lambda s: crud.update_run(s, run_id=self.run_id, step=progress.step))
         if self.on_progress:
             self.on_progress(progress)
 
@@ -118,7 +104,7 @@ def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
     if trained:  # it reached the end before whoever ran it could record so: record it now
         _finish(recorder, Status.SUCCEEDED)
         return Status.SUCCEEDED.value
-    recorder._do(lambda s: crud.update_run(s, run_id=run_id, status=Status.RUNNING,
+    recorder.write(lambda s: crud.update_run(s, run_id=run_id, status=Status.RUNNING,
                                            started_at=utcnow(), error=None))
     try:
         init = None
@@ -142,5 +128,5 @@ def _finish(recorder: RunRecorder, status: Status, *, error: str | None = None) 
         rows = crud.get_metrics(session, run_id=recorder.run_id)
         crud.update_run(session, run_id=recorder.run_id, status=status, error=error,
                         finished_at=utcnow(), summary=summarize(rows))
-    recorder._do(write)
+    recorder.write(write)
 

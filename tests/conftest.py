@@ -80,3 +80,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
 def sqlite_url(tmp_path: Path) -> URL:
     """URL of an empty SQLite file (for SQLite-only behaviour)."""
     return make_url(f"sqlite:///{tmp_path / 'circuitboard.db'}")
+
+
+@pytest.fixture
+def one_thread():
+    """The machine is shared with long experiments: one torch thread for the test, then as before."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

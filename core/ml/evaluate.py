@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.ml.hooks import run_with_cache
 from core.problems import supervised_mask
 
 
@@ -101,8 +102,6 @@ def generated(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: str,
 @torch.no_grad()
 def attention_patterns(model, tokens: np.ndarray, *, device: torch.device, chunk: int = 512) -> np.ndarray:
     """Every layer's hook_pattern on tokens [N, W] -> float32 [N, n_layers, n_heads, W, W]."""
-    from core.ml.hooks import run_with_cache
-
     model.eval()
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
     out = []

@@ -10,16 +10,6 @@ import pytest
 from core.snapshots import FORMAT, pack, real_width, unpack
 
 
-@pytest.fixture
-def one_thread():
-    """Only the test that runs the model needs torch; the format itself is torch-free."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_patterns(lengths, *, n_layers=2, n_heads=3, width=11, seed=0) -> np.ndarray:
     """Values everywhere (also above the diagonal and in the padding) so that dropping them shows."""
     rng = np.random.default_rng(seed)

@@ -33,12 +33,8 @@ TINY = {
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared with long experiments: one torch thread per test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread_for_every_test(one_thread):
+    """Every test here runs the model: one torch thread each (the fixture is in tests/conftest.py)."""
 
 
 @pytest.fixture

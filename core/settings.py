@@ -22,11 +22,16 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(60, ge=1)  # a job whose lease is not renewed for this long is lost
     heartbeat_seconds: int = Field(10, ge=1)  # how often a running job renews its lease
     stop_grace_seconds: int = Field(10, ge=0)  # after SIGTERM, how long a stopping job may checkpoint before SIGKILL
+    visibility_timeout_seconds: int = Field(7 * 24 * 3600, ge=60)  # Redis redelivers an unacked task after this
+    republish_after_seconds: int = Field(30, ge=1)  # a QUEUED job unclaimed this long is published again
+    auth_token: str | None = None  # set: every dashboard route but share links and static files needs it
+    secret_key: str | None = None  # signs CSRF tokens and login cookies; None: a random key per process
+    max_body_bytes: int = Field(1_000_000, ge=1024)  # larger request bodies get 413
 
-    @field_validator("broker_url")
+    @field_validator("broker_url", "auth_token", "secret_key")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None  # CIRCUITBOARD_BROKER_URL= (empty) means no broker
+        return value or None  # CIRCUITBOARD_BROKER_URL= (empty) means no broker, and so on
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> "Settings":

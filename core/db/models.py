@@ -1,4 +1,5 @@
-"""The SQL records of circuitboard: runs, jobs, metrics, probe sets, snapshots, checkpoints.
+"""The SQL records of circuitboard: runs, jobs, metrics, probe sets, snapshots, checkpoints,
+sweeps, share links and intervention results.
 
 The database is the system of record (DESIGN.md section 5). Every child table points at
 `runs` with ON DELETE CASCADE, so deleting a run deletes everything recorded for it.
@@ -52,6 +53,14 @@ class JobKind(str, enum.Enum):
 
     TRAIN = "train"
     INTERVENE = "intervene"
+    SWEEP = "sweep"
+
+
+class ShareKind(str, enum.Enum):
+    """What a read-only share link opens."""
+
+    RUN = "run"
+    COMPARE = "compare"
     SWEEP = "sweep"
 
 
@@ -126,6 +135,7 @@ class Run(Base):
         _one_of("status", Status),
         Index("ix_runs_status", "status"),
         Index("ix_runs_sweep_id", "sweep_id"),
+        Index("ix_runs_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -138,6 +148,8 @@ class Run(Base):
     )
     parent_step: Mapped[int | None] = mapped_column(Integer)
     sweep_id: Mapped[int | None] = mapped_column(Integer)
+    sweep_cell: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # {"d_model": 64, "seed": 1}: its sweep cell
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))  # one run per submit key (unique)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -232,4 +244,63 @@ class Checkpoint(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
     nbytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Sweep(Base):
+    """A grid of train runs: `spec` is the flat base RunSpec, `axes` maps spec keys to value lists.
+
+    Its runs point back through `runs.sweep_id` and name their cell in `runs.sweep_cell`.
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    preset: Mapped[str | None] = mapped_column(String(100))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    axes: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"d_model": [32, 64], "seed": [0, 1]}
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Share(Base):
+    """A read-only link: only the sha256 of its token is stored; `target` names what it opens.
+
+    `target` is {"run_ids": [..]} for run and compare links, {"sweep_id": n} for sweeps;
+    `state` is the view's URL query (step, layer, head, probe, ...) reopened by the link.
+    """
+
+    __tablename__ = "shares"
+    __table_args__ = (_one_of("kind", ShareKind),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InterventionResult(Base):
+    """What one intervention did to a run's checkpoint at one step, keyed (run, step, intervention, target).
+
+    `intervention` names the kind and variant (``ablate/zero``, ``edge/eoi/renorm``, ``probe/eoi_position``);
+    `target` the head, edge or hook site (``L1H0``, ``blocks.0.hook_resid_post@5``); `result` holds
+    the figures (accuracy by length, baseline, metric).
+    """
+
+    __tablename__ = "intervention_results"
+    __table_args__ = (UniqueConstraint("run_id", "step", "intervention", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(_run_fk())
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    step: Mapped[int] = mapped_column(Integer)
+    intervention: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

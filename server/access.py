@@ -1,0 +1,63 @@
+"""Who is looking, and what they may see: the owner (everything, may change things) or a share link.
+
+Every route that reads a run or a sweep takes ``access: Access = Depends(get_access)`` and asks it
+before reading (``access.require_run(run_id)``). Read routes are mounted twice by ``create_app``:
+at ``/...`` for the owner and at ``/s/{token}/...`` for a share link, where ``get_access`` turns the
+token into a read-only Access limited to what the link names (unknown, revoked or expired: 404).
+Pages build their links with ``access.url(path)``, so a shared page only ever links inside its share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException, Request
+
+from core.db import shares
+from core.db.session import session_scope
+
+
+@dataclass(frozen=True)
+class Access:
+    readonly: bool = False
+    run_ids: frozenset[int] | None = None  # None: every run
+    sweep_ids: frozenset[int] | None = None  # None: every sweep
+    prefix: str = ""  # "/s/<token>" on a shared view
+    share_id: int | None = None
+    state: dict = field(default_factory=dict)  # the shared view's query, for the first visit
+
+    def can_see_run(self, run_id: int) -> bool:
+        return self.run_ids is None or run_id in self.run_ids
+
+    def require_run(self, run_id: int) -> None:
+        if not self.can_see_run(run_id):
+            raise HTTPException(status_code=404, detail=f"no run {run_id}")
+
+    def require_sweep(self, sweep_id: int) -> None:
+        if self.sweep_ids is not None and sweep_id not in self.sweep_ids:
+            raise HTTPException(status_code=404, detail=f"no sweep {sweep_id}")
+
+    def require_owner(self) -> None:
+        if self.readonly:
+            raise HTTPException(status_code=403, detail="a share link is read-only")
+
+    def url(self, path: str) -> str:
+        """``access.url("/runs/7")`` -> ``/runs/7``, or ``/s/<token>/runs/7`` on a shared view."""
+        return self.prefix + path
+
+
+OWNER = Access()
+
+
+def get_access(request: Request) -> Access:
+    """The owner's Access, or the read-only Access of the share token in the path."""
+    token = request.path_params.get("token")
+    if token is None:
+        return OWNER
+    with session_scope(request.app.state.engine, readonly=True) as session:
+        share = shares.resolve(session, token=token)
+        if share is None:
+            raise HTTPException(status_code=404, detail="this link is unknown, revoked or expired")
+        sweep_ids = frozenset([share.target["sweep_id"]]) if "sweep_id" in share.target else frozenset()
+        return Access(readonly=True, run_ids=frozenset(shares.readable_run_ids(session, share)),
+                      sweep_ids=sweep_ids, prefix=f"/s/{token}", share_id=share.id, state=dict(share.state))

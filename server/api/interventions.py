@@ -1,0 +1,6 @@
+"""(Being written.)"""
+
+from fastapi import APIRouter
+
+read = APIRouter()
+write = APIRouter()

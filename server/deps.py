@@ -1,0 +1,37 @@
+"""FastAPI dependencies: settings, database sessions and templates, all taken from ``app.state``.
+
+    def route(session: Session = Depends(read_session)): ...
+
+``create_app(settings)`` puts the settings, the engine and the Jinja2 environment on ``app.state``;
+nothing here reads the process environment, so tests inject their own settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from core.db.session import session_scope
+from core.settings import Settings
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def read_session(request: Request) -> Iterator[Session]:
+    with session_scope(request.app.state.engine, readonly=True) as session:
+        yield session
+
+
+def write_session(request: Request) -> Iterator[Session]:
+    """A session whose work commits when the route returns (and rolls back if it raises)."""
+    with session_scope(request.app.state.engine) as session:
+        yield session
+
+
+def templates(request: Request) -> Jinja2Templates:
+    return request.app.state.templates

@@ -1,0 +1,80 @@
+"""The app factory: ``create_app(settings)`` builds the whole web app around one database.
+
+    uvicorn --factory server.main:create_app        (circuitboard serve does this for you)
+
+Routes live in ``server/api/*.py`` (JSON) and ``server/pages/*.py`` (HTML); each module exposes two
+routers: ``read`` (GET routes a share link may reach) and ``write`` (everything that changes state,
+owner only). ``read`` routers are mounted twice, at ``/`` and under ``/s/{token}`` (see
+``server.access``); ``write`` routers only at ``/``. Static files come from
+``frontend_templates/static``; plotly.js is served from the installed plotly package, never a CDN.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from core.db.session import make_engine, upgrade
+from core.settings import Settings, get_settings
+from server import security
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "frontend_templates"
+STATIC_DIR = TEMPLATES_DIR / "static"
+ROUTE_MODULES = (  # order matters only for the OpenAPI listing
+    "server.api.runs",
+    "server.api.sweeps",
+    "server.api.interventions",
+    "server.api.shares",
+    "server.pages.runs",
+    "server.pages.compare",
+    "server.pages.sweeps",
+    "server.pages.shares",
+)
+SHARE_PREFIX = "/s/{token}"
+
+
+def plotly_js_path() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    upgrade(settings.database_url)
+    app = FastAPI(title="circuitboard", version="0.1.0",
+                  description="Watch attention circuits form in small transformers, and test them causally.")
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.database_url)
+    app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    plotly_js = plotly_js_path()
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def plotly_min_js() -> FileResponse:
+        return FileResponse(plotly_js, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True}
+
+    for name in ROUTE_MODULES:
+        module = importlib.import_module(name)
+        app.include_router(module.read)
+        app.include_router(module.read, prefix=SHARE_PREFIX, include_in_schema=False)
+        app.include_router(module.write)
+
+    security.install(app, settings)
+
+    @app.on_event("shutdown")
+    def dispose_engine() -> None:
+        app.state.engine.dispose()
+
+    return app

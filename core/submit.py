@@ -1,0 +1,69 @@
+"""Queue work: insert the run and its job, commit, then dispatch the job id (DESIGN.md section 4).
+
+    with session_scope(engine) as session:
+        queued = submit_run(session, spec=spec, name="small", preset="fast-parity", key=idempotency_key)
+    dispatch(settings, [queued.job_id])          # after the commit, never before
+
+The API, the CLI and a sweep's expansion all come through here, so a run always has its train job,
+a submit key makes one run however often it is sent, and the queue only ever carries job ids.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import crud, jobs
+from core.db.models import Job, Run
+from core.settings import Settings
+from core.specs import RunSpec
+
+
+@dataclass(frozen=True)
+class Queued:
+    run_id: int
+    job_id: int
+    created: bool  # False: the submit key was seen before, and this is that earlier run
+
+
+def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, preset: str | None = None,
+               key: str | None = None, tags: Sequence[str] = (), notes: str = "",
+               sweep_id: int | None = None, sweep_cell: dict | None = None) -> Queued:
+    """Insert a QUEUED run of ``spec`` and its train job (flushed; the caller's scope commits).
+
+    With a submit ``key`` already used, nothing is inserted and the earlier run is returned.
+    """
+    if key is not None:
+        earlier = session.scalars(select(Run).where(Run.idempotency_key == key)).first()
+        if earlier is not None:
+            job = jobs.latest_job_for_run(session, run_id=earlier.id)
+            return Queued(run_id=earlier.id, job_id=job.id if job else 0, created=False)
+    parent = spec.train.init_source
+    run = crud.create_run(session, spec=spec.to_flat(), name=name, preset=preset, tags=tags, notes=notes,
+                          parent_run_id=parent[0] if parent else None, parent_step=parent[1] if parent else None,
+                          sweep_id=sweep_id)
+    run.idempotency_key = key
+    run.sweep_cell = dict(sweep_cell) if sweep_cell is not None else None
+    job = jobs.submit_train_job(session, run_id=run.id)
+    return Queued(run_id=run.id, job_id=job.id, created=True)
+
+
+def dispatch(settings: Settings, job_ids: Sequence[int]) -> None:
+    """Hand committed QUEUED jobs to the workers.
+
+    Embedded (no broker URL): nothing to send; local workers poll the jobs table. With a broker,
+    each id is published to Celery by task name on its job's queue (``core.names.EXECUTE_JOB_TASK``).
+    """
+    if not settings.broker_url or not job_ids:
+        return
+    from core.celery_client import publish  # imported only when a broker is configured
+
+    publish(settings, job_ids)
+
+
+def job_queue(session: Session, *, job_id: int) -> str:
+    return session.scalar(select(Job.queue).where(Job.id == job_id))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_FREE = ["core.settings", "core.names", "core.specs", "core.presets", "core.problems", "core.db",
-              "core.db.crud", "core.snapshots", "core.summary", "core.cli"]
+              "core.db.crud", "core.db.shares", "core.snapshots", "core.summary", "core.submit", "core.cli"]
 
 
 def loaded_modules(module: str) -> set[str]:
@@ -26,3 +26,14 @@ def test_core_ml_knows_nothing_of_the_database():
     modules = loaded_modules("core.ml.train")
     assert "torch" in modules  # the check above could pass vacuously if imports were broken
     assert not {m for m in modules if m.startswith(("core.db", "sqlalchemy", "server", "worker"))}
+
+
+def test_the_server_loads_neither_torch_nor_the_worker():
+    modules = loaded_modules("server.main")
+    assert "server.api" in modules  # not vacuous: the app's route modules were imported
+    assert not {m for m in modules if m == "torch" or m.startswith(("torch.", "core.ml", "worker"))}
+
+
+def test_the_worker_never_imports_the_server():
+    for module in ("worker.execute", "worker.local"):
+        assert not {m for m in loaded_modules(module) if m.startswith("server")}, f"{module} loads server"

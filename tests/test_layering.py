@@ -9,7 +9,7 @@ TORCH_FREE = ["core.settings", "core.names", "core.specs", "core.presets", "core
               "core.db.crud", "core.db.shares", "core.snapshots", "core.summary", "core.submit", "core.cli"]
 
 
-def loaded_modules(module: str, then: str = "") -> set[str]:
+def loaded_modules(module: str, then: str = "pass") -> set[str]:
     code = f"import sys, {module}; {then}; print('\\n'.join(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return set(out.stdout.split())

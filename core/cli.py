@@ -3,7 +3,9 @@
     circuitboard train --preset fast-polynomial [--set key=value ...] [--db URL]
     circuitboard runs [--status S] [--problem P] [--limit N]
     circuitboard show RUN [--json]
-    circuitboard worker [--queue cpu|gpu]
+    circuitboard serve [--host 127.0.0.1] [--port 8000] [--no-worker]
+    circuitboard worker [--broker URL] [--queue cpu|gpu] [--device cpu|cuda:N]
+    circuitboard sweep --preset P --axis d_model=32,64 [--axis max_len=4,8] [--seeds 0,1] [--set key=value ...]
     circuitboard jobs [--status S] [--limit N]
     circuitboard migrate
 
@@ -17,11 +19,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import re
+import signal
+import subprocess
 import sys
 import time
 
 from core.settings import get_settings
 from core.specs import SpecError, apply_overrides, parse_set
+
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 EXIT_BAD_INPUT = 2
 
@@ -158,9 +166,129 @@ def cmd_show(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    """Run the embedded local worker in the foreground (``worker.local``; core never imports worker)."""
-    argv = [*(["--db", args.db] if args.db else []), *(f"--queue={queue}" for queue in args.queue or [])]
-    return importlib.import_module("worker.local").main(argv)
+    """A worker in the foreground: Celery when a broker URL is set, else the embedded local worker.
+
+    Core never imports the worker package; it is loaded by name (``importlib``).
+    """
+    if args.device and not DEVICE.fullmatch(args.device):
+        print(f"circuitboard worker: device: must be cpu, cuda or cuda:N (got {args.device!r})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from core.names import queue_for_device
+
+    queues = args.queue or [queue_for_device(args.device)]
+    broker = args.broker or get_settings().broker_url
+    if not broker:
+        argv = [*(["--db", args.db] if args.db else []), *(f"--queue={queue}" for queue in queues),
+                *(["--device", args.device] if args.device else [])]
+        return importlib.import_module("worker.local").main(argv)
+    return celery_worker(broker=broker, db=args.db, queues=queues, device=args.device or "cpu")
+
+
+def celery_worker(*, broker: str, db: str | None, queues: list[str], device: str) -> int:
+    """Run one Celery worker (solo pool: one job at a time, for one device) until SIGTERM."""
+    import logging
+
+    from core.db.session import upgrade
+
+    os.environ["CIRCUITBOARD_BROKER_URL"] = broker
+    if db:
+        os.environ["CIRCUITBOARD_DATABASE_URL"] = db
+    os.environ["CIRCUITBOARD_WORKER_DEVICE"] = device  # worker.child reads it; its children inherit it
+    get_settings.cache_clear()
+    upgrade(get_settings().database_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app = importlib.import_module("worker.celery_app").app
+    name = f"{'+'.join(queues)}-{device.replace(':', '')}-{os.getpid()}@%h"
+    try:
+        app.worker_main(["worker", "--queues", ",".join(queues), "--pool", "solo", "--concurrency", "1",
+                         "--hostname", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Migrate, then serve the web app with uvicorn, plus a local worker unless told otherwise."""
+    import uvicorn
+
+    from core.db.session import upgrade
+
+    if args.db:
+        os.environ["CIRCUITBOARD_DATABASE_URL"] = args.db
+        get_settings.cache_clear()
+    settings = get_settings()
+    upgrade(settings.database_url)
+    worker = None
+    if not args.no_worker and not settings.broker_url:
+        worker = subprocess.Popen([sys.executable, "-m", "worker.local", "--db", settings.database_url,
+                                   "--parent-pid", str(os.getpid())])
+    # uvicorn handles SIGTERM/SIGINT itself, then re-raises them once it has stopped: these handlers
+    # receive that, so the worker below is stopped before this process exits.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        uvicorn.run("server.main:create_app", factory=True, host=args.host, port=args.port,
+                    log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        if worker is not None:
+            stop_process(worker, grace=settings.stop_grace_seconds + 10)
+    return 0
+
+
+def stop_process(process: subprocess.Popen, *, grace: float) -> None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def parse_axis(text: str) -> tuple[str, list[float | int]]:
+    """``d_model=32,64`` -> ("d_model", [32, 64]); SpecError on anything else."""
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not values.strip():
+        raise SpecError([(f"axes.{key}" if key else "axes", f"expected KEY=V1,V2,... (got {text!r})")])
+    parsed: list[float | int] = []
+    for value in values.split(","):
+        try:
+            parsed.append(int(value) if re.fullmatch(r"\s*-?\d+\s*", value) else float(value))
+        except ValueError:
+            raise SpecError([(f"axes.{key}", f"values must be numbers (got {value.strip()!r})")]) from None
+    return key, parsed
+
+
+def cmd_sweep(args) -> int:
+    from core.specs import SweepSpec
+
+    try:
+        axes = dict(parse_axis(item) for item in args.axis or [])
+        seeds = None
+        if args.seeds is not None:
+            try:
+                seeds = [int(seed) for seed in args.seeds.split(",")]
+            except ValueError:
+                raise SpecError([("seeds", f"must be integers separated by commas (got {args.seeds!r})")]) from None
+        spec = SweepSpec.parse({"preset": args.preset, "overrides": parse_set(args.set or []),
+                                "axes": axes, "seeds": seeds})
+    except SpecError as exc:
+        print(f"circuitboard sweep: {exc}".replace("\n", "\ncircuitboard sweep: "), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from core.db.session import session_scope
+    from core.submit import dispatch
+    from core.sweeps import create_sweep
+
+    engine = _engine(args.db)
+    with session_scope(engine) as session:
+        created = create_sweep(session, spec=spec, name=args.name)
+    dispatch(get_settings(), [created.job_id])
+    print(f"sweep {created.sweep_id}: {len(spec.cells())} cells ({' x '.join(f'{k} {v}' for k, v in spec.stored_axes().items())}); "
+          f"job {created.job_id} expands them into runs when a worker takes it")
+    return 0
 
 
 def progress_cell(progress: dict, *, live: bool = True) -> str:
@@ -224,8 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("show", cmd_show, "print a run's summary")
     p.add_argument("run", type=int)
     p.add_argument("--json", action="store_true")
-    p = add("worker", cmd_worker, "run a local worker: take queued jobs from the database and run them")
-    p.add_argument("--queue", action="append", choices=("cpu", "gpu"), help="queue to serve (repeatable; default cpu)")
+    p = add("serve", cmd_serve, "serve the web app, with a local worker (unless --no-worker or a broker is set)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-worker", action="store_true", help="start no local worker (workers run elsewhere)")
+    p = add("worker", cmd_worker, "run a worker: Celery with a broker URL, else a local worker on the database")
+    p.add_argument("--broker", help="Celery broker URL, e.g. redis://host:6379/0 (default: CIRCUITBOARD_BROKER_URL)")
+    p.add_argument("--queue", action="append", choices=("cpu", "gpu"),
+                   help="queue to serve (repeatable; default: the device's, cpu or gpu)")
+    p.add_argument("--device", help="cpu (default), cuda or cuda:N: where jobs whose spec names no device run")
+    p = add("sweep", cmd_sweep, "queue a grid of runs: a preset crossed with up to two numeric axes and seeds")
+    p.add_argument("--preset", required=True, help="e.g. fast-parity")
+    p.add_argument("--axis", action="append", metavar="KEY=V1,V2", help="a numeric spec key and its values (at most 2)")
+    p.add_argument("--seeds", metavar="S1,S2", help="seeds, crossed with the axes")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base spec key (repeatable)")
+    p.add_argument("--name", help="a name for the sweep")
     p = add("jobs", cmd_jobs, "list jobs, newest first, with their progress")
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=50)

@@ -8,7 +8,13 @@ transfer), train, summarise, and set the final status. ``circuitboard train`` an
 call :func:`execute_training`, so a run is recorded the same way wherever it ran.
 
 ``guard`` is how a worker makes writes conditional: a callable run inside each write transaction
-that raises when this process no longer owns the job (see the jobs issue); the CLI passes none.
+that raises when this process no longer owns the job (``core.db.jobs.fence``); the CLI passes none.
+
+Every write survives a dropped database connection: a transaction that fails because the
+connection was lost (PostgreSQL restarted, or its backend terminated) is retried on a fresh one
+(``core.db.jobs.transact``, a few times with a short backoff). That is safe because every write
+here is an upsert (metrics, probe set, snapshot, checkpoint, the run's row) behind the same
+guard, so one that did commit before the connection dropped is simply written again.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.db import crud
+from core.db.jobs import transact
 from core.db.models import Status, utcnow
 from core.db.session import session_scope
 from core.ml import checkpoints
@@ -44,10 +51,11 @@ class RunRecorder(Callbacks):
         self._should_stop = should_stop or (lambda: False)
 
     def write(self, fn: Callable[[Session], object]) -> None:
-        """Run ``fn(session)`` in one transaction, after ``guard`` has allowed it."""
-        with session_scope(self.engine) as session:
+        """Run ``fn(session)`` in one transaction, after ``guard`` has allowed it (retried on a disconnect)."""
+        def guarded(session: Session) -> None:
             self.guard(session)
             fn(session)
+        transact(self.engine, guarded)
 
     def probe_set(self, tokens, lengths) -> None:
         self.write(lambda s: crud.put_probe_set(s, run_id=self.run_id, tokens=tokens, lengths=lengths))
@@ -90,17 +98,26 @@ def load_init_weights(engine: Engine, run_id: int, step: int) -> dict:
 
 def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
                      on_progress: Callable[[Progress], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> str:
-    """Train run ``run_id`` to the end (or until ``should_stop``); return its final status."""
+                     should_stop: Callable[[], bool] | None = None, device: str | None = None) -> str:
+    """Train run ``run_id`` to the end (or until ``should_stop``); return its final status.
+
+    ``device`` is where to train when the run's spec names no device (a worker passes its own).
+    """
     recorder = RunRecorder(engine, run_id, guard=guard, on_progress=on_progress, should_stop=should_stop)
-    with session_scope(engine) as session:
+
+    def read(session: Session):
         run = crud.get_run(session, run_id=run_id)
         if run is None:
             raise crud.RunNotFound(run_id)
-        spec = RunSpec.from_flat(run.spec)
         latest = crud.latest_checkpoint(session, run_id=run_id, kind=checkpoints.RESUME)
-        trained = latest is not None and latest.step >= spec.train.steps
-        resume = latest.data if latest is not None and not trained else None
+        return dict(run.spec), None if latest is None else (latest.step, latest.data)
+
+    flat, latest = transact(engine, read)
+    spec = RunSpec.from_flat(flat)
+    if spec.train.device is None and device:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"device": device})})
+    trained = latest is not None and latest[0] >= spec.train.steps
+    resume = latest[1] if latest is not None and not trained else None
     if trained:  # it reached the end before whoever ran it could record so: record it now
         _finish(recorder, Status.SUCCEEDED)
         return Status.SUCCEEDED.value

@@ -5,6 +5,11 @@
 outcome from the exit status (the ``EXIT_*`` codes below). Everything it writes goes through
 ``jobs.fence(job_id, token)``, so once its supervisor has lost the lease nothing it does lands.
 
+The job's kind picks the work: ``train`` -> ``core.recording.execute_training`` (on the spec's
+device, or the worker's, ``CIRCUITBOARD_WORKER_DEVICE``, when the spec names none); ``intervene``
+-> ``core.causal.jobs.execute_intervention_job``. Both return the final status: SUCCEEDED, FAILED,
+or, when asked to stop, the status to hand back.
+
 - SIGTERM asks it to stop: training ends after the current step with a resume checkpoint
   (``execute_training`` writes one when ``should_stop`` ends the loop), and it exits EXIT_STOPPED.
 - It dies with its supervisor (Linux ``PR_SET_PDEATHSIG``, and a watcher thread elsewhere), so
@@ -28,6 +33,7 @@ EXIT_LEASE_LOST = 12  # its token no longer owns the job; it wrote nothing more
 EXIT_INFRA = 13  # the database failed under it: the attempt counts as lost, the job may retry
 
 SUPERVISOR_PID_ENV = "CIRCUITBOARD_SUPERVISOR_PID"
+WORKER_DEVICE_ENV = "CIRCUITBOARD_WORKER_DEVICE"  # set by `circuitboard worker --device`
 
 
 def die_with_supervisor(supervisor_pid: int) -> None:
@@ -51,14 +57,35 @@ def die_with_supervisor(supervisor_pid: int) -> None:
 def report(engine, job_id: int, token: int, p) -> None:
     """Write a training Progress to the job's live figures; raise LeaseLost when no longer owned."""
     from core.db import jobs
-    from core.db.session import session_scope
 
     figures = {"step": p.step, "total": p.total, "steps_per_s": p.steps_per_s, "loss": p.loss, "lr": p.lr,
                "eta_s": (p.total - p.step) / p.steps_per_s if p.steps_per_s > 0 else None,
                "test_seq_acc": p.test_seq_acc, "peaky": p.peaky}
-    with session_scope(engine) as session:
-        if not jobs.report_progress(session, job_id=job_id, token=token, progress=figures):
-            raise jobs.LeaseLost(f"job {job_id}: token {token} lost the job")
+    if not jobs.transact(engine, lambda s: jobs.report_progress(s, job_id=job_id, token=token, progress=figures)):
+        raise jobs.LeaseLost(f"job {job_id}: token {token} lost the job")
+
+
+def run_job(engine, job_id: int, token: int, stop: threading.Event) -> str:
+    """Do the job's work by its kind; return the final status (SUCCEEDED, or what to hand back)."""
+    from core.db import jobs
+    from core.db.session import session_scope
+    from core.names import JOB_INTERVENE, JOB_TRAIN
+
+    with session_scope(engine, readonly=True) as session:
+        job = jobs.get_job(session, job_id=job_id)
+        kind, run_id = job.kind, job.run_id
+    guard = jobs.fence(job_id, token)
+    if kind == JOB_TRAIN:
+        from core.recording import execute_training  # torch, from here on
+
+        return execute_training(engine, run_id, guard=guard, should_stop=stop.is_set,
+                                on_progress=lambda p: report(engine, job_id, token, p),
+                                device=os.environ.get(WORKER_DEVICE_ENV) or None)
+    if kind == JOB_INTERVENE:
+        from core.causal.jobs import execute_intervention_job  # written alongside; torch, from here on
+
+        return execute_intervention_job(engine, job_id, guard=guard, should_stop=stop.is_set)
+    raise ValueError(f"a worker child cannot run {kind!r} jobs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,17 +99,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.db import jobs
     from core.db.models import Status
-    from core.db.session import make_engine, session_scope
+    from core.db.session import make_engine
     from core.settings import Settings
 
     engine = make_engine(Settings().database_url)
     try:
-        with session_scope(engine, readonly=True) as session:
-            run_id = jobs.get_job(session, job_id=job_id).run_id
-        from core.recording import execute_training  # torch, from here on
-
-        status = execute_training(engine, run_id, guard=jobs.fence(job_id, token), should_stop=stop.is_set,
-                                  on_progress=lambda p: report(engine, job_id, token, p))
+        status = run_job(engine, job_id, token, stop)
     except jobs.LeaseLost:
         return EXIT_LEASE_LOST
     except OperationalError as exc:
@@ -93,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         engine.dispose()
-    return EXIT_SUCCEEDED if status == Status.SUCCEEDED.value else EXIT_STOPPED
+    if status == Status.SUCCEEDED.value:
+        return EXIT_SUCCEEDED
+    if status == Status.FAILED.value:
+        return EXIT_FAILED
+    return EXIT_STOPPED
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ the job's own error (an exception, NaN loss) -> FAILED with the error, never ret
 killed by a signal or a database failure -> the attempt is lost: re-queued to resume from its last
 checkpoint, or FAILED once it has used ``max_attempts``.
 
+Job kinds. ``train`` and ``intervene`` jobs run in the child (``worker.child`` picks the work by the
+job's kind). A ``sweep`` job is bookkeeping, not computation: the supervisor expands it inline, in
+one fenced transaction (``core.sweeps.expand_sweep``: a QUEUED run and train job per grid cell,
+idempotent by submit key), then dispatches the cells' jobs and ends SUCCEEDED.
+
 A run whose spec does not validate ends FAILED("invalid spec: ...") here, before any child starts,
 so no tensor is ever allocated for it. This module never imports torch.
 """
@@ -43,9 +48,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.db import crud, jobs
 from core.db.models import Status, utcnow
 from core.db.session import session_scope
-from core.names import JOB_TRAIN
+from core.names import JOB_INTERVENE, JOB_SWEEP, JOB_TRAIN
 from core.settings import Settings
 from core.specs import RunSpec, SpecError
+from core.submit import dispatch
 from core.summary import summarize
 from worker import child
 
@@ -77,30 +83,57 @@ def execute_job(job_id: int, *, engine: Engine, worker_id: str, settings: Settin
 def run_claimed(claim: jobs.Claim, *, engine: Engine, settings: Settings,
                 should_stop: ShouldStop | None = None) -> str:
     """Run a job this process has just claimed (the local dispatcher claims with ``claim_next``)."""
-    log.info("job %s: attempt %s, token %s, run %s from step %s",
-             claim.job_id, claim.attempt, claim.token, claim.run_id, claim.from_step)
+    log.info("job %s: %s, attempt %s, token %s, run %s from step %s",
+             claim.job_id, claim.kind, claim.attempt, claim.token, claim.run_id, claim.from_step)
+    if claim.kind == JOB_SWEEP:
+        return _expand_sweep(engine, claim, settings)
     refusal, total = _check(engine, claim)
     if refusal is not None:
         return _finish(engine, claim, Status.FAILED, refusal)
-    if claim.from_step >= total:  # trained to the end before the last worker could record it
+    if claim.kind == JOB_TRAIN and claim.from_step >= total:  # trained to the end, never recorded so
         return _complete(engine, claim)
     return _supervise(engine, claim, settings, should_stop or (lambda: False))
 
 
 def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, int]:
     """(why the job cannot run, or None; the run's total steps), read before anything starts."""
-    if claim.kind != JOB_TRAIN:
+    if claim.kind not in (JOB_TRAIN, JOB_INTERVENE):
         return f"unsupported job kind {claim.kind!r}", 0
     with session_scope(engine, readonly=True) as session:
         run = crud.get_run(session, run_id=claim.run_id) if claim.run_id is not None else None
         if run is None:
             return f"run {claim.run_id} does not exist", 0
         flat = dict(run.spec or {})
+        payload = dict(jobs.get_job(session, job_id=claim.job_id).payload or {})
     try:
         spec = RunSpec.from_flat(flat)
     except SpecError as exc:
         return f"invalid spec: {exc}", 0
+    if claim.kind == JOB_INTERVENE and not isinstance(payload.get("spec"), dict):
+        return "invalid intervention: the job carries no spec", 0
     return None, spec.train.steps
+
+
+def _expand_sweep(engine: Engine, claim: jobs.Claim, settings: Settings) -> str:
+    """Expand a sweep into its cells' runs and train jobs (fenced, idempotent), then dispatch them."""
+    from core.sweeps import SweepError, expand_sweep
+
+    def expand(session) -> list[int]:
+        jobs.fence(claim.job_id, claim.token)(session)
+        sweep_id = (jobs.get_job(session, job_id=claim.job_id).payload or {}).get("sweep_id")
+        return expand_sweep(session, sweep_id=sweep_id)
+
+    try:
+        job_ids = jobs.transact(engine, expand)
+    except jobs.LeaseLost:
+        return LOST
+    except (SweepError, SpecError) as exc:
+        return _finish(engine, claim, Status.FAILED, f"invalid sweep: {exc}")
+    try:
+        dispatch(settings, job_ids)
+    except Exception as exc:  # noqa: BLE001 - a broker outage: the republisher sends them later
+        log.warning("job %s: could not dispatch the sweep's %d jobs yet: %s", claim.job_id, len(job_ids), exc)
+    return _finish(engine, claim, Status.SUCCEEDED)
 
 
 def _supervise(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: ShouldStop) -> str:
@@ -162,7 +195,8 @@ def _outcome(engine: Engine, claim: jobs.Claim, code: int, intent: str | None, s
     if code == child.EXIT_LEASE_LOST:
         return LOST
     if code == child.EXIT_FAILED:
-        return _finish(engine, claim, Status.FAILED, _run_error(engine, claim) or stderr_tail or "failed")
+        error = _run_error(engine, claim) if claim.kind == JOB_TRAIN else None
+        return _finish(engine, claim, Status.FAILED, error or stderr_tail or "failed")
     if intent == "cancel":
         return _finish(engine, claim, Status.CANCELLED)
     if intent == "release":
@@ -200,16 +234,16 @@ def _cancel_requested(engine: Engine, claim: jobs.Claim) -> bool:
 
 
 def _finish(engine: Engine, claim: jobs.Claim, status: Status, error: str | None = None) -> str:
-    with session_scope(engine) as session:
-        done = jobs.finish(session, job_id=claim.job_id, token=claim.token, status=status, error=error)
+    done = jobs.transact(engine, lambda session: jobs.finish(session, job_id=claim.job_id, token=claim.token,
+                                                             status=status, error=error))
     log.info("job %s: %s%s", claim.job_id, status.value if done else "lease lost before finishing",
              f": {_last_line(error)}" if error and done else "")
     return status.value if done else LOST
 
 
 def _release(engine: Engine, claim: jobs.Claim, reason: str, *, lost: bool) -> str:
-    with session_scope(engine) as session:
-        status = jobs.release(session, job_id=claim.job_id, token=claim.token, reason=reason, lost=lost)
+    status = jobs.transact(engine, lambda session: jobs.release(session, job_id=claim.job_id, token=claim.token,
+                                                                reason=reason, lost=lost))
     log.info("job %s: %s (%s)", claim.job_id, status or "lease lost before releasing", reason)
     return status or LOST
 

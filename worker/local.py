@@ -1,7 +1,7 @@
 """The embedded dispatcher: a worker that takes QUEUED jobs straight from the database.
 
-    python -m worker.local [--db URL] [--queue cpu] [--poll 0.5]
-    circuitboard worker [--db URL] [--queue cpu|gpu]          (the same, through the CLI)
+    python -m worker.local [--db URL] [--queue cpu] [--device cpu|cuda:N] [--poll 0.5]
+    circuitboard worker [--db URL] [--queue cpu|gpu] [--device cpu|cuda:N]   (the same, through the CLI)
 
 No broker: the jobs table is the queue. In a loop it
 
@@ -12,6 +12,8 @@ No broker: the jobs table is the queue. In a loop it
 Idle polls only read, so an idle worker never takes SQLite's write lock. Several local workers may
 share one database: claims are atomic, and any of them reaps for all. SIGTERM or SIGINT stops it
 cleanly: a running job gets SIGTERM, checkpoints, and is released back to the queue.
+``--device`` is where jobs whose spec names no device train (the queue follows it unless given);
+``--parent-pid`` (how ``circuitboard serve`` starts it) makes it stop when that process is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -31,8 +34,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import jobs
 from core.db.session import make_engine, session_scope, upgrade
-from core.names import QUEUE_CPU, QUEUES
+from core.names import QUEUES, queue_for_device
 from core.settings import Settings, get_settings
+from worker.child import WORKER_DEVICE_ENV
 from worker.execute import run_claimed
 
 log = logging.getLogger("worker.local")
@@ -80,7 +84,10 @@ def _claim_next(engine: Engine, *, queues: Sequence[str], worker_id: str, settin
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="worker.local", description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="database URL (default: CIRCUITBOARD_DATABASE_URL)")
-    parser.add_argument("--queue", action="append", choices=QUEUES, help="queue to take jobs from (repeatable; default cpu)")
+    parser.add_argument("--queue", action="append", choices=QUEUES,
+                        help="queue to take jobs from (repeatable; default: the device's, cpu or gpu)")
+    parser.add_argument("--device", type=_device, help="device for jobs whose spec names none: cpu (default), cuda, cuda:N")
+    parser.add_argument("--parent-pid", type=int, help="stop when this process is gone")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -90,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     url = args.db or settings.database_url
     upgrade(url)
     engine = make_engine(url)
-    queues = args.queue or [QUEUE_CPU]
+    queues = args.queue or [queue_for_device(args.device)]
+    if args.device:
+        os.environ[WORKER_DEVICE_ENV] = args.device  # the training children inherit it
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     stop = threading.Event()
 
@@ -100,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.parent_pid:
+        threading.Thread(target=_follow, args=(args.parent_pid, stop), name="parent-watch", daemon=True).start()
     log.info("worker %s on queues %s of %s", worker_id, ",".join(queues),
              engine.url.render_as_string(hide_password=True))
     try:
@@ -108,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     log.info("worker %s stopped", worker_id)
     return 0
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N (got {text!r})")
+    return text
+
+
+def _follow(parent_pid: int, stop: threading.Event) -> None:
+    """Stop the worker (gracefully) once the process that started it is gone."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent_pid:
+            log.info("parent %s is gone: finishing up", parent_pid)
+            stop.set()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ and the write; on PostgreSQL the job row is locked with SELECT ... FOR UPDATE (S
 claiming, so concurrent claimers never wait for each other). Locks are always taken job row first,
 then run row, so writers cannot deadlock.
 
-A train job's run follows its job: QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED together.
+A train job's run follows its job: QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED together. Other
+kinds never touch their run's status: an intervene job reads a finished run (which stays
+SUCCEEDED whatever becomes of the job), and a sweep job has no run of its own (``payload["sweep_id"]``
+names the sweep it expands into train jobs).
 Each job keeps a readable history of its attempts in ``payload["history"]`` (claimed, lost,
 released, finished, cancelled, retried, each with a time and a reason), and its live figures
 (step, total, steps/s, ETA, loss, accuracy) in ``progress``.
@@ -32,16 +35,20 @@ Helpers take the Session first and keywords only; they flush, the caller's `sess
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from core.db.models import Checkpoint, CheckpointKind, Job, JobKind, Run, Status, utcnow
-from core.names import queue_for_device
+from core.db.session import session_scope
+from core.names import QUEUE_CPU, queue_for_device
 
 TERMINAL = frozenset({Status.SUCCEEDED.value, Status.FAILED.value, Status.CANCELLED.value})
 
@@ -89,6 +96,29 @@ def submit_train_job(session: Session, *, run_id: int, queue: str | None = None,
               payload={"history": []}, progress={"step": run.step, "total": run.total_steps})
     session.add(job)
     run.status = Status.QUEUED.value
+    session.flush()
+    return job
+
+
+def submit_intervention_job(session: Session, *, run_id: int, spec: dict[str, Any], queue: str | None = None,
+                            max_attempts: int = 3) -> Job:
+    """Queue an intervene job on run ``run_id`` (``payload["spec"]`` says what to do); the run's status stays."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise LookupError(f"no run {run_id}")
+    job = Job(kind=JobKind.INTERVENE.value, run_id=run_id, status=Status.QUEUED.value,
+              queue=queue or queue_for_device((run.spec or {}).get("device")), max_attempts=max_attempts,
+              payload={"spec": dict(spec), "history": []}, progress={})
+    session.add(job)
+    session.flush()
+    return job
+
+
+def submit_sweep_job(session: Session, *, sweep_id: int, max_attempts: int = 3) -> Job:
+    """Queue the job that expands sweep ``sweep_id`` into its train jobs (cheap: always the cpu queue)."""
+    job = Job(kind=JobKind.SWEEP.value, run_id=None, status=Status.QUEUED.value, queue=QUEUE_CPU,
+              max_attempts=max_attempts, payload={"sweep_id": int(sweep_id), "history": []}, progress={})
+    session.add(job)
     session.flush()
     return job
 
@@ -154,7 +184,7 @@ def _take(session: Session, job: Job, worker_id: str, lease_seconds: float, now:
     job.started_at = job.started_at or now
     job.error = None
     from_step = 0
-    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    run = _driven_run(session, job)
     if run is not None:
         from_step = _resume_step(session, run)
         run.status = Status.RUNNING.value
@@ -302,12 +332,60 @@ def retry(session: Session, *, job_id: int) -> Job:
     return job
 
 
+def due_for_publishing(session: Session, *, older_than: float, now: datetime | None = None,
+                       limit: int = 100) -> list[tuple[int, str]]:
+    """(job id, queue) of QUEUED jobs untouched for ``older_than`` seconds, stamped as published now.
+
+    A broker may lose a message (a Redis restart without persistence, a purge): such a job would
+    wait forever. Whoever calls this re-publishes the ids it returns. The stamp (``updated_at``,
+    bumped by writing ``payload["published_at"]``) makes concurrent callers pick each job once per
+    period; a job published twice is harmless, as only one delivery can claim it.
+    """
+    now = now or utcnow()
+    query = (select(Job).where(Job.status == Status.QUEUED.value,
+                               Job.updated_at < now - timedelta(seconds=older_than))
+             .order_by(Job.id).limit(limit))
+    due = []
+    for job in session.scalars(_locked(query, skip_locked=True)).all():
+        job.payload = {**(job.payload or {}), "published_at": now.isoformat(timespec="seconds")}
+        job.updated_at = now
+        due.append((job.id, job.queue))
+    session.flush()
+    return due
+
+
+# ---------------------------------------------------------------- transactions that outlive a dropped connection
+
+DISCONNECT_RETRIES = 4
+
+
+def transact(engine: Engine, fn: Callable[[Session], Any], *, retries: int = DISCONNECT_RETRIES,
+             backoff: float = 0.2) -> Any:
+    """``fn(session)`` in one transaction, retried when the database connection was lost under it.
+
+    PostgreSQL may terminate a connection at any moment (a restart, a failover, an administrator's
+    ``pg_terminate_backend``): the transaction in flight fails with a disconnect and rolls back.
+    The pool drops that connection (and pre-ping screens the others), so a retry gets a fresh one.
+    Only safe for idempotent writes: every write of a job is an upsert checked by its fencing
+    token, so a retry of a transaction whose COMMIT did land changes nothing. Other errors raise.
+    """
+    for attempt in range(retries + 1):
+        try:
+            with session_scope(engine) as session:
+                return fn(session)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == retries:
+                raise
+            time.sleep(backoff * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 # ---------------------------------------------------------------- internals
 
 
 def _lose(session: Session, job: Job, reason: str, now: datetime) -> str:
     """An attempt ended by something outside the job: re-queue, or end it after the last attempt."""
-    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    run = _driven_run(session, job)
     at_step = {"at_step": run.step} if run is not None else {}
     if job.cancel_requested:
         _end(session, job, Status.CANCELLED.value, None, now)
@@ -325,7 +403,7 @@ def _requeue(session: Session, job: Job) -> None:
     job.worker_id = job.lease_expires_at = job.heartbeat_at = None
     job.cancel_requested = False
     job.error = None
-    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    run = _driven_run(session, job)
     if run is not None:
         run.status, run.error, run.finished_at = Status.QUEUED.value, None, None
 
@@ -335,11 +413,18 @@ def _end(session: Session, job: Job, status: str, error: str | None, now: dateti
     job.error = error
     job.finished_at = now
     job.lease_expires_at = None
-    run = session.get(Run, job.run_id) if job.run_id is not None else None
+    run = _driven_run(session, job)
     if run is not None:
         run.status, run.finished_at = status, now
         if error is not None:
             run.error = error
+
+
+def _driven_run(session: Session, job: Job) -> Run | None:
+    """The run whose status follows this job: a train job's run; None for every other kind."""
+    if job.kind != JobKind.TRAIN.value or job.run_id is None:
+        return None
+    return session.get(Run, job.run_id)
 
 
 def _log(job: Job, now: datetime, event: str, **details: Any) -> None:

@@ -10,16 +10,21 @@ number that differs, and the one a chain-of-thought user cares about.
 
 Rows are evaluated one length at a time in chunks of at most ``chunk`` rows, so memory stays flat
 whatever the split size (the reference evaluated 16k rows as one batch: a 4.5 GB peak).
+
+``teacher_forced(..., hooks_for=fn)`` evaluates under an intervention: before each chunk's forward
+pass it calls ``fn(length, inputs)`` (inputs [n, w-1], one length per chunk) for the
+``(hook_name, hook_fn)`` pairs to attach; they are removed after the pass (core.ml.interventions).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from core.ml.hooks import run_with_cache
+from core.ml.hooks import HookFn, hooks, run_with_cache
 from core.problems import supervised_mask
 
 
@@ -60,11 +65,16 @@ def forward_width(length: int, width: int, loss_on: str) -> int:
     return width if loss_on == "all" else min(width, 2 * length + 3)
 
 
+HooksFor = Callable[[int, torch.Tensor], list[tuple[str, HookFn]]]  # (length, inputs [n, T]) -> hooks
+
+
 @torch.no_grad()
 def teacher_forced(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: str,
-                   device: torch.device, per_length: int | None = None, chunk: int = 256) -> Accuracy:
+                   device: torch.device, per_length: int | None = None, chunk: int = 256,
+                   hooks_for: HooksFor | None = None) -> Accuracy:
     """Accuracy of one forward pass per chunk; tokens [N, W] uint8, lengths [N]; at most
-    ``per_length`` rows of each length (the first ones: rows are already shuffled within a length)."""
+    ``per_length`` rows of each length (the first ones: rows are already shuffled within a length).
+    ``hooks_for``: an intervention, attached for each chunk's pass (module docstring)."""
     model.eval()
     acc = Accuracy()
     width = tokens.shape[1]
@@ -72,7 +82,9 @@ def teacher_forced(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: s
         w = forward_width(length, width, loss_on)
         batch = torch.from_numpy(tokens[rows, :w]).to(device=device, dtype=torch.long)  # [n, w]
         mask = torch.from_numpy(supervised_mask(lengths[rows], width, loss_on)[:, :w - 1]).to(device)
-        pred = model(batch[:, :-1]).argmax(dim=-1)  # [n, w-1]
+        inputs = batch[:, :-1]  # [n, w-1]
+        with hooks(model, hooks_for(length, inputs) if hooks_for else []):
+            pred = model(inputs).argmax(dim=-1)  # [n, w-1]
         right = (pred == batch[:, 1:]) | ~mask  # [n, w-1], unsupervised targets count as right
         acc.add(length, int(right.all(dim=1).sum()), int(((pred == batch[:, 1:]) & mask).sum()),
                 int(mask.sum()), len(rows))

@@ -83,8 +83,11 @@ def teacher_forced(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: s
         batch = torch.from_numpy(tokens[rows, :w]).to(device=device, dtype=torch.long)  # [n, w]
         mask = torch.from_numpy(supervised_mask(lengths[rows], width, loss_on)[:, :w - 1]).to(device)
         inputs = batch[:, :-1]  # [n, w-1]
-        with hooks(model, hooks_for(length, inputs) if hooks_for else []):
+        if hooks_for is None:
             pred = model(inputs).argmax(dim=-1)  # [n, w-1]
+        else:
+            with hooks(model, hooks_for(length, inputs)):
+                pred = model(inputs).argmax(dim=-1)  # [n, w-1]
         right = (pred == batch[:, 1:]) | ~mask  # [n, w-1], unsupervised targets count as right
         acc.add(length, int(right.all(dim=1).sum()), int(((pred == batch[:, 1:]) & mask).sum()),
                 int(mask.sum()), len(rows))

@@ -30,6 +30,7 @@ ROUTE_MODULES = (  # order matters only for the OpenAPI listing
     "server.api.sweeps",
     "server.api.interventions",
     "server.api.shares",
+    "server.api.compare",
     "server.pages.runs",
     "server.pages.compare",
     "server.pages.sweeps",

@@ -1,0 +1,134 @@
+"""Pure functions for the compare and sweep views: linked steps, attention blocks, differences, figure dicts.
+
+Everything here takes plain numbers and lists and returns plain JSON-ready values (plotly figure
+dicts rendered by ``static/js/compare.js`` and ``static/js/sweep.js``); nothing reads the database.
+User strings (run names) are HTML-escaped before they enter a figure, because plotly renders a
+subset of HTML in titles, legends and hover text.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from core.problems import tokens as T
+from core.snapshots import real_width
+
+MARKERS = {T.POLYNOMIAL: "poly", T.PARITY: "parity", T.BINARY_COPY: "copy", T.BEGIN: "BoS",
+           T.EOI: "EoI", T.EOS: "EoS"}
+RUN_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea")
+DIVERGING = "RdBu"  # red = A attends more, blue = B attends more (reversed below so A > B is red)
+
+
+def safe(text: Any) -> str:
+    """A user string made inert for plotly's pseudo-HTML (which decodes entities, so it reads the same)."""
+    return html.escape(str(text), quote=True)
+
+
+def run_title(run_id: int, name: str | None) -> str:
+    return safe(f"#{run_id} {name}" if name else f"#{run_id}")
+
+
+def token_labels(tokens: Sequence[int], length: int) -> list[str]:
+    """The real tokens of one probe sequence as axis labels, each made unique by its position."""
+    return [f"{i}:{MARKERS.get(int(t), str(int(t)))}" for i, t in enumerate(list(tokens)[:real_width(length)])]
+
+
+def linked_step(steps: Sequence[int], *, step: int, reference_total: int, total: int, mode: str) -> int | None:
+    """The snapshot step of a run that matches ``step`` of the reference run.
+
+    ``mode="step"``: the same optimizer step; ``mode="fraction"``: the same fraction of training
+    (step / reference_total of this run's total). Either way the nearest recorded snapshot, the
+    earlier one on a tie; None when the run has no snapshot.
+    """
+    if not steps:
+        return None
+    target = float(step)
+    if mode == "fraction" and reference_total > 0:
+        target = step / reference_total * total
+    return min(steps, key=lambda s: (abs(s - target), s))
+
+
+def attention_block(patterns: np.ndarray, *, probe: int, layer: int, head: int, length: int) -> list[list[float]]:
+    """One head's attention on one probe sequence (real positions only), rounded to 3 decimals."""
+    width = real_width(length)
+    block = patterns[probe, layer, head, :width, :width]
+    return np.round(block.astype(np.float64), 3).tolist()
+
+
+def difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> list[list[float]] | None:
+    """The signed map A - B, or None when the two blocks differ in shape (different probe lengths)."""
+    left, right = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if left.shape != right.shape:
+        return None
+    return np.round(left - right, 3).tolist()
+
+
+def _heatmap_layout(title: str, labels: Sequence[str]) -> dict:
+    axis = {"tickmode": "array", "tickvals": list(range(len(labels))), "ticktext": list(labels),
+            "tickfont": {"size": 9}}
+    return {"title": {"text": title, "font": {"size": 13}}, "margin": {"l": 60, "r": 10, "t": 36, "b": 60},
+            "xaxis": {**axis, "title": {"text": "key"}},
+            "yaxis": {**axis, "title": {"text": "query"}, "autorange": "reversed"}, "height": 360}
+
+
+def attention_figure(z: Sequence[Sequence[float]], labels: Sequence[str], title: str) -> dict:
+    """Heatmap of attention weights (0..1): query rows, key columns."""
+    trace = {"type": "heatmap", "z": z, "zmin": 0, "zmax": 1, "colorscale": "Viridis",
+             "hovertemplate": "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"}
+    return {"data": [trace], "layout": _heatmap_layout(title, labels)}
+
+
+def difference_figure(z: Sequence[Sequence[float]], labels: Sequence[str], title: str) -> dict:
+    """Heatmap of A - B on a diverging scale centred on zero (-1..1): red where A attends more."""
+    trace = {"type": "heatmap", "z": z, "zmin": -1, "zmax": 1, "zmid": 0, "colorscale": DIVERGING,
+             "reversescale": True, "hovertemplate": "query %{y}<br>key %{x}<br>A - B %{z:+.3f}<extra></extra>"}
+    return {"data": [trace], "layout": _heatmap_layout(title, labels)}
+
+
+def curves_figure(series: Sequence[Mapping[str, Any]], *, title: str, x_title: str = "step",
+                  y_range: Sequence[float] | None = None) -> dict:
+    """Overlaid lines; each series is ``{"name", "x", "y", "colour"?, "dash"?}`` (names already safe)."""
+    data = []
+    for i, line in enumerate(series):
+        y = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in line["y"]]
+        data.append({"type": "scatter", "mode": "lines+markers", "name": line["name"], "x": list(line["x"]), "y": y,
+                     "marker": {"size": 4}, "line": {"color": line.get("colour", RUN_COLOURS[i % len(RUN_COLOURS)]),
+                                                     "dash": line.get("dash", "solid")}})
+    layout = {"title": {"text": title, "font": {"size": 13}}, "height": 300,
+              "margin": {"l": 50, "r": 10, "t": 36, "b": 40}, "xaxis": {"title": {"text": x_title}},
+              "legend": {"orientation": "h", "y": -0.25}}
+    if y_range is not None:
+        layout["yaxis"] = {"range": list(y_range)}
+    return {"data": data, "layout": layout}
+
+
+def config_diff(specs: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Only the spec keys whose values differ between runs: ``[{"key", "values": [per run]}]``, sorted."""
+    keys = sorted({key for spec in specs for key in spec})
+    rows = []
+    for key in keys:
+        values = [spec.get(key) for spec in specs]
+        if any(value != values[0] for value in values[1:]):
+            rows.append({"key": key, "values": values})
+    return rows
+
+
+def grid_figure(*, x_values: Sequence[Any], y_values: Sequence[Any], z: Sequence[Sequence[float | None]],
+                x_title: str, y_title: str, title: str, text: Sequence[Sequence[str]] | None = None,
+                zrange: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """A sweep heatmap: one cell per (x, y) value pair, categorical axes, the value written in the cell."""
+    cells = text if text is not None else [["" if v is None else f"{v:.2f}" for v in row] for row in z]
+    trace = {"type": "heatmap", "x": [str(x) for x in x_values], "y": [str(y) for y in y_values], "z": z,
+             "zmin": zrange[0], "zmax": zrange[1], "colorscale": "Viridis", "text": cells,
+             "texttemplate": "%{text}", "hovertemplate": f"{safe(x_title)} %{{x}}<br>{safe(y_title)} %{{y}}<br>"
+                                                       "%{z:.3f}<extra></extra>"}
+    layout = {"title": {"text": title, "font": {"size": 13}}, "height": 340,
+              "margin": {"l": 70, "r": 10, "t": 36, "b": 50},
+              "xaxis": {"title": {"text": safe(x_title)}, "type": "category"},
+              "yaxis": {"title": {"text": safe(y_title)}, "type": "category"}}
+    return {"data": [trace], "layout": layout}

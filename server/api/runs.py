@@ -1,6 +1,283 @@
-"""(Being written.)"""
+"""The runs API: queue runs, list and read them, their metrics, snapshots and downloads; cancel, retry.
 
-from fastapi import APIRouter
+    POST /api/runs                      {"preset": "fast-polynomial", "overrides": {"seed": 3}} -> 201 {"id", "url"}
+    GET  /api/runs?status=RUNNING&tag=x&q=text&sort=-acc&limit=50&offset=0
+    GET  /api/runs/7                    status, progress, config, summary, lineage
+    GET  /api/runs/7/metrics?prefix=test/&format=series
+    GET  /api/runs/7/snapshots/250?probe=3    one probe sequence, every layer and head (< 64 KB)
 
-read = APIRouter()
-write = APIRouter()
+Reads (``read``) are also served under a share link (``/s/{token}/api/...``) for the runs it names;
+writes (``write``) are the owner's. Every 4xx is JSON: ``{"detail": "...", "errors": [{"field",
+"message"}]}`` (FastAPI's own request validation keeps its ``detail`` list). Routes stay thin: the
+work is in ``server.views``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from core.db import crud, jobs
+from core.db.jobs import JobNotFound
+from core.db.models import CheckpointKind
+from core.db.session import session_scope
+from core.specs import MAX_STEPS, SpecError
+from core.submit import dispatch
+from server import deps, figures
+from server.access import Access, get_access
+from server.views import runs as views
+from server.views.schemas import (
+    BudgetView,
+    Created,
+    ErrorBody,
+    JobAction,
+    Metrics,
+    RunDetail,
+    RunPage,
+    SnapshotSteps,
+    SnapshotView,
+)
+from server.views.submit import SubmitRequest, budget, resolve_spec, submit
+
+read = APIRouter(prefix="/api", tags=["runs"])
+write = APIRouter(prefix="/api", tags=["runs"])
+
+RunId = Annotated[int, Path(ge=1, le=2**31 - 1, description="run id")]
+Step = Annotated[int, Path(ge=0, le=MAX_STEPS, description="training step")]
+ERRORS = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+GZIP_MIN_BYTES = 1024
+
+
+def error(status: int, detail: str, errors: list[tuple[str, str]] = ()) -> JSONResponse:
+    body = {"detail": detail, "errors": [{"field": f, "message": m} for f, m in errors]}
+    return JSONResponse(body, status_code=status)
+
+
+def spec_error(exc: SpecError) -> JSONResponse:
+    count = len(exc.errors)
+    return error(422, f"invalid spec: {count} problem{'s' * (count != 1)}", exc.errors)
+
+
+def json_response(request: Request, model: BaseModel) -> Response:
+    """The model as JSON, gzipped when the client accepts it (snapshots compress 4-6x)."""
+    body = model.model_dump_json().encode()
+    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(gzip.compress(body, compresslevel=6), media_type="application/json",
+                        headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return Response(body, media_type="application/json")
+
+
+def _visible(access: Access, run_id: int) -> None:
+    access.require_run(run_id)
+
+
+# ---------------------------------------------------------------- reads
+
+
+@read.get("/runs", response_model=RunPage, summary="List runs (filters, sort, pages)")
+def list_runs(access: Annotated[Access, Depends(get_access)], session: Annotated[Session, Depends(deps.read_session)],
+              problem: Annotated[str | None, Query(max_length=100)] = None,
+              status: Annotated[str | None, Query(pattern="^(?i:QUEUED|RUNNING|SUCCEEDED|FAILED|CANCELLED)$")] = None,
+              tag: Annotated[str | None, Query(max_length=50)] = None,
+              q: Annotated[str | None, Query(max_length=200, description="text in the name or notes")] = None,
+              sort: Annotated[str, Query(pattern="^-?(created|name|status|step|acc)$")] = "-created",
+              limit: Annotated[int, Query(ge=1, le=views.MAX_LIMIT)] = 50,
+              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> RunPage:
+    query = views.RunQuery(problem=problem, status=status, tag=tag, q=q, sort=sort, limit=limit, offset=offset,
+                           run_ids=access.run_ids)
+    return views.list_runs(session, query=query)
+
+
+@read.get("/runs/{run_id}", response_model=RunDetail, responses=ERRORS, summary="One run")
+def get_run(run_id: RunId, access: Annotated[Access, Depends(get_access)],
+            session: Annotated[Session, Depends(deps.read_session)]) -> Any:
+    _visible(access, run_id)
+    try:
+        return views.run_detail(session, run_id=run_id)
+    except views.NotFound as exc:
+        return error(404, str(exc))
+
+
+@read.get("/runs/{run_id}/metrics", response_model=Metrics, responses=ERRORS, summary="A run's metrics")
+def get_metrics(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
+                session: Annotated[Session, Depends(deps.read_session)],
+                keys: Annotated[str | None, Query(max_length=5000, description="comma-separated metric keys")] = None,
+                prefix: Annotated[str | None, Query(max_length=200, description="e.g. test/ or score/iteration/")] = None,
+                format: Annotated[str, Query(pattern="^(long|series)$")] = "long") -> Any:
+    _visible(access, run_id)
+    wanted = [key.strip() for key in keys.split(",") if key.strip()] if keys else None
+    try:
+        return json_response(request, views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix,
+                                                    grouped=format == "series"))
+    except views.NotFound as exc:
+        return error(404, str(exc))
+
+
+@read.get("/runs/{run_id}/snapshots", response_model=SnapshotSteps, responses=ERRORS, summary="Snapshot steps")
+def get_snapshot_steps(run_id: RunId, access: Annotated[Access, Depends(get_access)],
+                       session: Annotated[Session, Depends(deps.read_session)]) -> Any:
+    _visible(access, run_id)
+    try:
+        return SnapshotSteps(run_id=run_id, steps=views.snapshot_steps(session, run_id=run_id))
+    except views.NotFound as exc:
+        return error(404, str(exc))
+
+
+@read.get("/runs/{run_id}/snapshots/{step}", response_model=SnapshotView, responses=ERRORS,
+          summary="One probe sequence's attention at one step, every layer and head")
+def get_snapshot(request: Request, run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
+                 session: Annotated[Session, Depends(deps.read_session)],
+                 probe: Annotated[int, Query(ge=0, le=100_000, description="index in the probe set")] = 0) -> Any:
+    _visible(access, run_id)
+    try:
+        return json_response(request, views.snapshot_view(session, run_id=run_id, step=step, probe=probe))
+    except views.NotFound as exc:
+        return error(404, str(exc))
+
+
+@read.get("/runs/{run_id}/figures", responses=ERRORS, summary="The run page's plotly figures (for live updates)")
+def get_figures(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
+                session: Annotated[Session, Depends(deps.read_session)],
+                score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Any:
+    _visible(access, run_id)
+    try:
+        run = views.get_run(session, run_id=run_id)
+    except views.NotFound as exc:
+        return error(404, str(exc))
+    return JSONResponse(run_figures(crud.get_metrics(session, run_id=run_id), run.summary or {}, score=score))
+
+
+def run_figures(rows: list, summary: dict, *, score: str) -> dict[str, dict]:
+    """Every curve and matrix of the run page, by element id (the page and the live update share it)."""
+    series = views.series(rows)
+    heads = (summary or {}).get("heads", {})
+    out = {"fig-loss": figures.loss_figure(series),
+           "fig-acc-test": figures.accuracy_figure(series, split="test"),
+           "fig-acc-train": figures.accuracy_figure(series, split="train"),
+           "fig-peaky": figures.peakiness_figure(series, heads)}
+    for role in ("eoi_locator", "iteration"):
+        matrix = views.score_matrix(rows, role=role, score=score)
+        out[f"fig-emergence-{role}"] = figures.emergence_figure(matrix, role=role, score=score)
+    return out
+
+
+# ---------------------------------------------------------------- downloads
+
+
+def _attachment(body: bytes, filename: str, media_type: str) -> Response:
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@read.get("/runs/{run_id}/download/metrics.json", responses=ERRORS, summary="Download every metric (long form)")
+def download_metrics(run_id: RunId, access: Annotated[Access, Depends(get_access)],
+                     session: Annotated[Session, Depends(deps.read_session)]) -> Response:
+    _visible(access, run_id)
+    try:
+        body = views.metrics(session, run_id=run_id).model_dump_json().encode()
+    except views.NotFound as exc:
+        return error(404, str(exc))
+    return _attachment(body, f"run{run_id}-metrics.json", "application/json")
+
+
+@read.get("/runs/{run_id}/download/snapshots.npz", responses=ERRORS,
+          summary="Download every snapshot (numpy npz: step_<n> [probe, layer, head, query, key] float16)")
+def download_snapshots(run_id: RunId, access: Annotated[Access, Depends(get_access)],
+                       session: Annotated[Session, Depends(deps.read_session)]) -> Response:
+    _visible(access, run_id)
+    try:
+        arrays = views.all_snapshots(session, run_id=run_id)
+    except views.NotFound as exc:
+        return error(404, str(exc))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return _attachment(buffer.getvalue(), f"run{run_id}-snapshots.npz", "application/octet-stream")
+
+
+@read.get("/runs/{run_id}/download/checkpoint/{step}", responses=ERRORS,
+          summary="Download a checkpoint (torch.save bytes; weights, or resume with the optimizer)")
+def download_checkpoint(run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
+                        session: Annotated[Session, Depends(deps.read_session)],
+                        kind: Annotated[str | None, Query(pattern="^(weights|resume)$")] = None) -> Response:
+    _visible(access, run_id)
+    kinds = [kind] if kind else [CheckpointKind.WEIGHTS.value, CheckpointKind.RESUME.value]
+    for each in kinds:
+        try:
+            row = crud.get_checkpoint(session, run_id=run_id, step=step, kind=each)
+        except crud.CorruptCheckpoint as exc:
+            return error(409, str(exc))
+        if row is not None:
+            return _attachment(row.data, f"run{run_id}-step{step}-{each}.pt", "application/octet-stream")
+    steps = crud.checkpoint_steps(session, run_id=run_id)
+    return error(404, f"run {run_id} has no {kind or ''} checkpoint at step {step}".replace("  ", " ")
+                 + f"; checkpoint steps: {', '.join(map(str, steps)) or 'none'}")
+
+
+# ---------------------------------------------------------------- writes
+
+
+@write.post("/runs", status_code=201, response_model=Created, responses={200: {"model": Created}, **ERRORS},
+            summary="Queue a run (a preset and overrides, or a whole flat spec)")
+def create_run(request: Request, body: SubmitRequest, access: Annotated[Access, Depends(get_access)]) -> Any:
+    access.require_owner()
+    try:
+        queued = submit(request.app.state.engine, request.app.state.settings, body)
+    except SpecError as exc:
+        return spec_error(exc)
+    created = Created(id=queued.run_id, url=f"/runs/{queued.run_id}", job_id=queued.job_id, created=queued.created)
+    return created if queued.created else JSONResponse(created.model_dump(), status_code=200)
+
+
+@write.post("/estimate", response_model=BudgetView, responses=ERRORS,
+            summary="What a spec would cost (parameters, memory, time), without queueing it")
+def estimate(body: SubmitRequest, access: Annotated[Access, Depends(get_access)]) -> Any:
+    access.require_owner()
+    try:
+        return budget(resolve_spec(body))
+    except SpecError as exc:
+        return spec_error(exc)
+
+
+def _job_action(request: Request, run_id: int, action: str) -> Any:
+    with session_scope(request.app.state.engine) as session:
+        try:
+            run = views.get_run(session, run_id=run_id)
+        except views.NotFound as exc:
+            return error(404, str(exc))
+        job = views.latest_train_job(session, run_id=run_id)
+        if job is None:
+            return error(409, f"run {run_id} has no train job")
+        try:
+            if action == "cancel":
+                jobs.request_cancel(session, job_id=job.id)
+            else:
+                jobs.retry(session, job_id=job.id)
+        except (ValueError, JobNotFound) as exc:
+            return error(409, str(exc))
+        session.flush()
+        session.refresh(run)
+        result = JobAction(id=run_id, status=run.status, job_id=job.id, job_status=job.status)
+    if action == "retry":
+        dispatch(request.app.state.settings, [result.job_id])  # after the commit
+    return result
+
+
+@write.post("/runs/{run_id}/cancel", response_model=JobAction, responses={409: {"model": ErrorBody}, **ERRORS},
+            summary="Cancel the run's job (at once when queued; the worker stops a running one)")
+def cancel_run(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)]) -> Any:
+    access.require_owner()
+    return _job_action(request, run_id, "cancel")
+
+
+@write.post("/runs/{run_id}/retry", response_model=JobAction, responses={409: {"model": ErrorBody}, **ERRORS},
+            summary="Queue a FAILED or CANCELLED run's job again (it resumes from its last checkpoint)")
+def retry_run(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)]) -> Any:
+    access.require_owner()
+    return _job_action(request, run_id, "retry")

@@ -1,6 +1,172 @@
-"""(Being written.)"""
+"""The runs pages: the runs list (``/``), a run (``/runs/{id}``) and the New-run form (``/runs/new``).
 
-from fastapi import APIRouter
+Each page renders the same view models the JSON API returns (``server.views``), so ``/runs/7`` and
+``/api/runs/7`` always agree. Page state lives in the query string (``?step=250&probe=3&layer=1&head=0``)
+and the page's script keeps it there (``history.replaceState``), so a copied link reopens the same view.
+Reads are reachable through share links (``access.url`` prefixes every link); the form and its POST are
+the owner's (``write``).
+"""
 
-read = APIRouter()
-write = APIRouter()
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from core.db import crud
+from core.presets import PRESET_TITLES, PRESETS
+from core.specs import FLAT_FIELDS, RunSpec, SpecError
+from core.summary import ROLE_TITLES
+from server import deps, figures
+from server.access import Access, get_access
+from server.api.runs import run_figures
+from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, parse_form
+from server.views import runs as views
+from server.views.submit import budget, submit
+
+read = APIRouter(include_in_schema=False)
+write = APIRouter(include_in_schema=False)
+
+STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+SCORE_NAMES = ("peaky_thres", "peaky_abs", "inv", "mul")
+DEFAULT_PRESET = "fast-polynomial"
+
+
+def _page(request: Request, template: str, access: Access, status_code: int = 200, **context: Any) -> HTMLResponse:
+    templates = request.app.state.templates
+    return templates.TemplateResponse(request, template, {"access": access, "api_base": access.url("/api"),
+                                                          **context}, status_code=status_code)
+
+
+# ---------------------------------------------------------------- the runs list
+
+
+@read.get("/", response_class=HTMLResponse)
+def runs_page(request: Request, access: Annotated[Access, Depends(get_access)],
+              session: Annotated[Session, Depends(deps.read_session)],
+              problem: Annotated[str | None, Query(max_length=100)] = None,
+              status: Annotated[str | None, Query(max_length=20)] = None,
+              tag: Annotated[str | None, Query(max_length=50)] = None,
+              q: Annotated[str | None, Query(max_length=200)] = None,
+              sort: Annotated[str, Query(pattern="^-?(created|name|status|step|acc)$")] = "-created",
+              limit: Annotated[int, Query(ge=1, le=views.MAX_LIMIT)] = 50,
+              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> HTMLResponse:
+    status = status if status in STATUSES else None
+    query = views.RunQuery(problem=problem or None, status=status, tag=tag or None, q=q or None, sort=sort,
+                           limit=limit, offset=offset, run_ids=access.run_ids)
+    page = views.list_runs(session, query=query)
+    filters = {"problem": problem or "", "status": status or "", "tag": tag or "", "q": q or "", "sort": sort,
+               "limit": limit}
+    return _page(request, "runs.html", access, page=page, filters=filters, statuses=STATUSES,
+                 problems=PROBLEM_CHOICES)
+
+
+# ---------------------------------------------------------------- one run
+
+
+@read.get("/runs/{run_id:int}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: int, access: Annotated[Access, Depends(get_access)],
+             session: Annotated[Session, Depends(deps.read_session)],
+             step: Annotated[int | None, Query(ge=0)] = None,
+             probe: Annotated[int | None, Query(ge=0)] = None,
+             length: Annotated[int | None, Query(ge=1)] = None,
+             layer: Annotated[int | None, Query(ge=0)] = None,
+             head: Annotated[int | None, Query(ge=0)] = None,
+             score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Response:
+    access.require_run(run_id)
+    try:
+        run = views.run_detail(session, run_id=run_id)
+    except views.NotFound as exc:
+        return _page(request, "partials/run_missing.html", access, status_code=404, message=str(exc))
+    rows = views.figure_rows(session, run_id=run_id, score=score)
+    state, snapshot = _viewer_state(session, run, step=step, probe=probe, length=length, layer=layer, head=head)
+    focus = (figures.attention_figure(snapshot, layer=state["layer"], head=state["head"]) if snapshot else None)
+    state["score"] = score
+    page_data = {"api_base": access.url("/api"), "readonly": access.readonly, "state": state,
+                 "run": {"id": run.id, "status": run.status, "terminal": run.terminal, "snapshot_steps": run.snapshot_steps},
+                 "snapshot": snapshot.model_dump(mode="json") if snapshot else None}
+    return _page(request, "run.html", access, run=run, figures=run_figures(rows, run.summary, score=score),
+                 snapshot=snapshot, focus=focus, state=state, scores=SCORE_NAMES, role_titles=ROLE_TITLES,
+                 page_data=page_data)
+
+
+def _viewer_state(session: Session, run, *, step, probe, length, layer, head) -> tuple[dict, Any]:
+    """The attention viewer's state, defaults filled in and out-of-range values pulled back in range."""
+    steps = run.snapshot_steps
+    n_layers, n_heads = int(run.config.get("n_layers", 1)), int(run.config.get("n_heads", 1))
+    iteration = run.summary.get("heads", {}).get("iteration") or {}
+    layer = layer if layer is not None and layer < n_layers else iteration.get("layer", n_layers - 1)
+    head = head if head is not None and head < n_heads else iteration.get("head", 0)
+    state = {"step": None, "probe": 0, "length": None, "layer": layer, "head": head}
+    if not steps:
+        return state, None
+    step = step if step in steps else steps[-1]
+    first = views.snapshot_view(session, run_id=run.id, step=step, probe=0)
+    lengths = first.lengths
+    if probe is None or probe >= len(lengths) or (length is not None and lengths[probe] != length):
+        wanted = length if length in lengths else min(max(lengths), 8)
+        probe = next((i for i, n in enumerate(lengths) if n == wanted), 0)
+    snapshot = first if probe == 0 else views.snapshot_view(session, run_id=run.id, step=step, probe=probe)
+    state.update(step=step, probe=probe, length=snapshot.length)
+    return state, snapshot
+
+
+# ---------------------------------------------------------------- the New-run form
+
+
+@write.get("/runs/new", response_class=HTMLResponse)
+def new_run_page(request: Request, access: Annotated[Access, Depends(get_access)],
+                 session: Annotated[Session, Depends(deps.read_session)],
+                 preset: Annotated[str | None, Query(max_length=100)] = None,
+                 copy: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="start from this run's spec")] = None,
+                 init_run: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+                 init_step: Annotated[int | None, Query(ge=0)] = None) -> HTMLResponse:
+    access.require_owner()
+    preset = preset if preset in PRESETS else DEFAULT_PRESET
+    values = preset_values(preset)
+    name = ""
+    if copy is not None and (source := crud.get_run(session, run_id=copy)) is not None:
+        values, preset, name = dict(source.spec), source.preset or "", f"copy of {source.name or f'run {copy}'}"
+    if init_run is not None:
+        values["init_from"] = f"{init_run}@{init_step or 0}"
+    return _form(request, access, values=values, preset=preset, meta={"name": name, "tags": "", "notes": ""},
+                 errors={})
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """Every flat key of the form for a preset: the spec defaults, then the preset's values."""
+    return {**{key: info.default for key, (_, info) in FLAT_FIELDS.items()}, **PRESETS[name]}
+
+
+def _form(request: Request, access: Access, *, values: dict, preset: str, meta: dict, errors: dict,
+          status_code: int = 200) -> HTMLResponse:
+    try:
+        estimate = budget(RunSpec.from_flat(values)).text
+    except (SpecError, TypeError):
+        estimate = None
+    return _page(request, "new_run.html", access, status_code=status_code, sections=form_sections(values, errors),
+                 custom=init_values(values), errors=errors,
+                 presets={name: preset_values(name) for name in PRESETS}, preset_titles=PRESET_TITLES,
+                 preset=preset, meta=meta, estimate=estimate, trainable_choices=TRAINABLE_CHOICES,
+                 idempotency_key=uuid.uuid4().hex)
+
+
+@write.post("/runs/new", response_class=HTMLResponse)
+async def new_run_submit(request: Request, access: Annotated[Access, Depends(get_access)]) -> Response:
+    access.require_owner()
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    parsed, errors, flat = parse_form(form)
+    preset = form.get("preset") if form.get("preset") in PRESETS else None
+    meta = {"name": form.get("name", ""), "tags": form.get("tags", ""), "notes": form.get("notes", "")}
+    if parsed is not None:
+        try:
+            queued = submit(request.app.state.engine, request.app.state.settings, parsed, preset=preset)
+        except SpecError as exc:
+            errors = {field: message for field, message in reversed(exc.errors)}  # the first message per field wins
+        else:
+            return RedirectResponse(access.url(f"/runs/{queued.run_id}"), status_code=303)
+    values = {**flat, **{key: form[key] for key in errors if key in form}}  # show what was typed
+    return _form(request, access, values=values, preset=preset or "", meta=meta, errors=errors, status_code=422)

@@ -1,0 +1,331 @@
+"""Runs as the dashboard reads them: the list, one run, its metrics and its attention snapshots.
+
+Every function takes the Session first and keywords after, reads only, and returns a model of
+``server.views.schemas``. Links inside the models are owner paths (``/runs/7``); a shared page
+prefixes them with ``access.url``.
+
+The runs list costs two queries whatever the page size (the runs of the page, and their count),
+and reads no blob: a row's progress comes from ``runs.step``/``runs.total_steps``, its accuracy and
+verdict from ``runs.summary``. A run's live figures (steps/s, ETA, loss) come from its latest train
+job's ``progress``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy.orm import Session
+
+from core.db import crud
+from core.db.jobs import TERMINAL
+from core.db.models import Job, JobKind, Run, Status, Sweep
+from core.problems import EXPECTED_LAYER, ROLES, eoi_position, expected_keys, tokens
+from core.snapshots import unpack
+from core.summary import ROLE_TITLES
+from server.views.schemas import (
+    ExpectedCells,
+    Lineage,
+    MetricPoint,
+    Metrics,
+    Progress,
+    RunDetail,
+    RunItem,
+    RunPage,
+    RunRef,
+    Series,
+    SnapshotView,
+)
+
+TABLE_SETTINGS = ("max_len", "n_layers", "n_heads", "d_model", "lr", "steps", "seed")  # shown in the runs table
+SORTS = {  # ?sort= value -> ORDER BY; "-" is descending
+    "created": Run.id, "name": Run.name, "status": Run.status, "step": Run.step,
+    "acc": Run.summary[("accuracy", "test", "seq_acc")].as_float(),
+}
+MAX_LIMIT = 200
+PROBLEM_TOKENS = {tokens.POLYNOMIAL: "[poly]", tokens.PARITY: "[parity]", tokens.BINARY_COPY: "[copy]",
+                  tokens.BEGIN: "[begin]"}
+
+
+class NotFound(LookupError):
+    """The run (or its step, probe, checkpoint) does not exist; the API answers 404 with the message."""
+
+
+# ---------------------------------------------------------------- the runs list
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Filters, order and page of the runs list (the query string of ``/`` and ``/api/runs``)."""
+
+    problem: str | None = None
+    status: str | None = None
+    tag: str | None = None
+    q: str | None = None  # text in the name or the notes
+    sort: str = "-created"
+    limit: int = 50
+    offset: int = 0
+    run_ids: frozenset[int] | None = None  # a share link's runs; None: all
+
+
+def list_runs(session: Session, *, query: RunQuery) -> RunPage:
+    """One page of runs, newest first unless ``query.sort`` says otherwise, and the total count."""
+    filters = _filters(query)
+    key = query.sort.lstrip("-")
+    column = SORTS.get(key, Run.id)
+    order = column.desc() if query.sort.startswith("-") else column.asc()
+    limit = max(1, min(query.limit, MAX_LIMIT))
+    offset = max(0, query.offset)
+    rows = session.scalars(select(Run).where(*filters).order_by(order.nulls_last(), Run.id.desc())
+                           .limit(limit).offset(offset)).all()
+    total = session.scalar(select(func.count()).select_from(Run).where(*filters)) or 0
+    return RunPage(runs=[run_item(run) for run in rows], total=total, limit=limit, offset=offset)
+
+
+def _filters(query: RunQuery) -> list[Any]:
+    filters: list[Any] = []
+    if query.problem:
+        filters.append(Run.spec["problem"].as_string() == query.problem)
+    if query.status:
+        filters.append(Run.status == query.status.upper())
+    if query.tag:  # tags is a JSON list; its text holds the tag as a JSON string
+        filters.append(cast(Run.tags, String).contains(json.dumps(query.tag), autoescape=True))
+    if query.q:
+        text = query.q.strip()
+        filters.append(or_(Run.name.icontains(text, autoescape=True), Run.notes.icontains(text, autoescape=True)))
+    if query.run_ids is not None:
+        filters.append(Run.id.in_(sorted(query.run_ids)))
+    return filters
+
+
+def run_item(run: Run) -> RunItem:
+    spec, summary = run.spec or {}, run.summary or {}
+    return RunItem(
+        id=run.id, url=f"/runs/{run.id}", name=run.name, status=run.status, preset=run.preset,
+        problem=spec.get("problem"), settings={key: spec.get(key) for key in TABLE_SETTINGS},
+        step=run.step or 0, total_steps=run.total_steps or 0, fraction=_fraction(run.step, run.total_steps),
+        test_acc=summary.get("accuracy", {}).get("test", {}).get("seq_acc"), verdict=summary.get("verdict"),
+        tags=list(run.tags or []), created_at=run.created_at, parent_run_id=run.parent_run_id,
+        sweep_id=run.sweep_id)
+
+
+def _fraction(step: int | None, total: int | None) -> float:
+    return min(1.0, (step or 0) / total) if total else 0.0
+
+
+# ---------------------------------------------------------------- one run
+
+
+def get_run(session: Session, *, run_id: int) -> Run:
+    run = crud.get_run(session, run_id=run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    return run
+
+
+def latest_train_job(session: Session, *, run_id: int) -> Job | None:
+    """The newest train job of a run: the one its status and progress follow."""
+    query = select(Job).where(Job.run_id == run_id, Job.kind == JobKind.TRAIN.value).order_by(Job.id.desc()).limit(1)
+    return session.scalars(query).first()
+
+
+def progress(run: Run, job: Job | None) -> Progress:
+    """The job's live figures where it has them, else the run's own step counter."""
+    figures = dict(job.progress or {}) if job is not None else {}
+    step = max(int(figures.get("step") or 0), run.step or 0)
+    total = int(figures.get("total") or run.total_steps or 0)
+    running = run.status == Status.RUNNING.value
+    return Progress(step=step, total=total, fraction=_fraction(step, total),
+                    steps_per_s=figures.get("steps_per_s") if running else None,
+                    eta_s=figures.get("eta_s") if running else None,
+                    loss=figures.get("loss"), test_seq_acc=figures.get("test_seq_acc"), lr=figures.get("lr"),
+                    job_id=job.id if job else None, job_status=job.status if job else None,
+                    attempt=job.attempt if job else None)
+
+
+def run_detail(session: Session, *, run_id: int) -> RunDetail:
+    run = get_run(session, run_id=run_id)
+    job = latest_train_job(session, run_id=run_id)
+    return RunDetail(
+        id=run.id, url=f"/runs/{run.id}", name=run.name, status=run.status, preset=run.preset,
+        tags=list(run.tags or []), notes=run.notes or "", created_at=run.created_at,
+        started_at=run.started_at, finished_at=run.finished_at, progress=progress(run, job),
+        config=dict(run.spec or {}), summary=dict(run.summary or {}), lineage=lineage(session, run=run),
+        error=run.error or (job.error if job is not None and job.status == Status.FAILED.value else None),
+        snapshot_steps=crud.list_snapshot_steps(session, run_id=run_id),
+        checkpoint_steps=crud.checkpoint_steps(session, run_id=run_id),
+        terminal=run.status in TERMINAL)
+
+
+def lineage(session: Session, *, run: Run) -> Lineage:
+    parent = None
+    if run.parent_run_id is not None:
+        row = session.get(Run, run.parent_run_id)
+        parent = RunRef(id=run.parent_run_id, name=row.name if row else None, status=row.status if row else None,
+                        step=run.parent_step, url=f"/runs/{run.parent_run_id}")
+    children = [RunRef(id=id_, name=name, status=status, step=step, url=f"/runs/{id_}")
+                for id_, name, status, step in session.execute(
+                    select(Run.id, Run.name, Run.status, Run.parent_step)
+                    .where(Run.parent_run_id == run.id).order_by(Run.id))]
+    sweep_name = None
+    if run.sweep_id is not None:
+        sweep_name = session.scalar(select(Sweep.name).where(Sweep.id == run.sweep_id))
+    return Lineage(parent=parent, children=children, sweep_id=run.sweep_id, sweep_name=sweep_name,
+                   sweep_cell=run.sweep_cell)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def metrics(session: Session, *, run_id: int, keys: Sequence[str] | None = None, prefix: str | None = None,
+            grouped: bool = False) -> Metrics:
+    """The run's (key, step, value) rows, or with ``grouped`` one series per key; NaN becomes None."""
+    get_run(session, run_id=run_id)
+    rows = crud.get_metrics(session, run_id=run_id, keys=keys or None, prefix=prefix or None)
+    if not grouped:
+        return Metrics(run_id=run_id, rows=[MetricPoint(key=k, step=s, value=_finite(v)) for k, s, v in rows])
+    return Metrics(run_id=run_id, series=series(rows))
+
+
+def series(rows: Sequence[tuple[str, int, float]]) -> dict[str, Series]:
+    """(key, step, value) rows (ordered by key, step) -> {key: Series}."""
+    grouped: dict[str, Series] = {}
+    for key, step, value in rows:
+        entry = grouped.setdefault(key, Series(steps=[], values=[]))
+        entry.steps.append(step)
+        entry.values.append(_finite(value))
+    return grouped
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+# ---------------------------------------------------------------- snapshots
+
+
+def snapshot_steps(session: Session, *, run_id: int) -> list[int]:
+    get_run(session, run_id=run_id)
+    return crud.list_snapshot_steps(session, run_id=run_id)
+
+
+def token_label(token: int, position: int, length: int) -> str:
+    """Text for one position of a row of input length L: "[parity]", "x2=1", "EoI", "y2=0", "EoS"."""
+    e = eoi_position(length)
+    if token == tokens.EOI:
+        return "EoI"
+    if token == tokens.EOS:
+        return "EoS"
+    if token in PROBLEM_TOKENS:
+        return PROBLEM_TOKENS[token]
+    if 1 <= position < e:
+        return f"x{position}={token}"
+    if position > e:
+        return f"y{position - e}={token}"
+    return str(token)
+
+
+def expected_cells(length: int) -> list[ExpectedCells]:
+    """The theory's cells for both roles on a sequence of input length L (core.problems.theory)."""
+    cells = []
+    for role in ROLES:
+        queries, keys = expected_keys(role, length)
+        cells.append(ExpectedCells(role=role, title=ROLE_TITLES[role], layer=EXPECTED_LAYER[role],
+                                   cells=[[int(q), int(k)] for q, k in zip(queries, keys)]))
+    return cells
+
+
+def snapshot_view(session: Session, *, run_id: int, step: int, probe: int = 0) -> SnapshotView:
+    """Probe sequence ``probe``'s attention at ``step``, for every layer and head (well under 64 KB as JSON)."""
+    get_run(session, run_id=run_id)
+    row = crud.get_snapshot(session, run_id=run_id, step=step)
+    steps = crud.list_snapshot_steps(session, run_id=run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} has no snapshot at step {step}; snapshot steps: {_steps_text(steps)}")
+    probe_set = crud.get_probe_set(session, run_id=run_id)
+    lengths = [int(n) for n in row.layout["lengths"]]
+    if not 0 <= probe < len(lengths):
+        raise NotFound(f"probe {probe} is out of range: the probe set has {len(lengths)} sequences (0..{len(lengths) - 1})")
+    length = lengths[probe]
+    width = 2 * length + 2  # the real tokens; core.snapshots keeps only these
+    patterns = unpack(row.data, row.layout)[probe, :, :, :width, :width]  # [layers, heads, W, W]
+    row_tokens = [int(t) for t in probe_set[0][probe, :width]] if probe_set is not None else [0] * width
+    return SnapshotView(
+        run_id=run_id, step=step, steps=steps, probe=probe, length=length, lengths=lengths, tokens=row_tokens,
+        labels=[token_label(t, i, length) for i, t in enumerate(row_tokens)],
+        n_layers=patterns.shape[0], n_heads=patterns.shape[1], attention=_lower_triangle(patterns),
+        expected=expected_cells(length))
+
+
+def _lower_triangle(patterns: np.ndarray) -> list:
+    """[layers, heads, W, W] -> nested lists, row q keeping keys 0..q, rounded to 3 decimals."""
+    rounded = np.round(patterns.astype(np.float64), 3)
+    return [[[rounded[layer, head, q, :q + 1].tolist() for q in range(rounded.shape[2])]
+             for head in range(rounded.shape[1])] for layer in range(rounded.shape[0])]
+
+
+def _steps_text(steps: Sequence[int]) -> str:
+    if not steps:
+        return "none yet"
+    shown = ", ".join(str(s) for s in steps[:20])
+    return shown + (f", ... ({len(steps)} in all)" if len(steps) > 20 else "")
+
+
+def all_snapshots(session: Session, *, run_id: int) -> dict[str, np.ndarray]:
+    """Every snapshot of the run as arrays (for the npz download): ``step_<n>`` [N, layers, heads, W, W]
+    float16, plus ``steps``, and the probe set's ``tokens`` and ``lengths``."""
+    get_run(session, run_id=run_id)
+    arrays: dict[str, np.ndarray] = {}
+    steps = crud.list_snapshot_steps(session, run_id=run_id)
+    for step in steps:
+        row = crud.get_snapshot(session, run_id=run_id, step=step)
+        arrays[f"step_{step}"] = unpack(row.data, row.layout).astype(np.float16)
+    arrays["steps"] = np.asarray(steps, dtype=np.int64)
+    probe_set = crud.get_probe_set(session, run_id=run_id)
+    if probe_set is not None:
+        arrays["tokens"], arrays["lengths"] = probe_set
+    return arrays
+
+
+# ---------------------------------------------------------------- the emergence matrix
+
+
+def score_matrix(rows: Sequence[tuple[str, int, float]], *, role: str, score: str) -> dict:
+    """Score keys of one role and score -> {"heads": ["L0H0", ...], "steps": [...], "z": [[...]]}.
+
+    ``rows`` are (key, step, value) from the metrics table; only whole-probe-set scores (no ``/len``)
+    count. Rows are heads in (layer, head) order; a missing cell is None.
+    """
+    prefix = f"score/{role}/{score}/"
+    cells: dict[tuple[int, int], dict[int, float | None]] = defaultdict(dict)
+    steps: set[int] = set()
+    for key, step, value in rows:
+        if not key.startswith(prefix) or "/len" in key:
+            continue
+        label = key[len(prefix):]  # L1H0
+        layer, head = (int(part) for part in label[1:].split("H"))
+        cells[(layer, head)][step] = _finite(value)
+        steps.add(step)
+    ordered_steps = sorted(steps)
+    heads = sorted(cells)
+    return {"heads": [f"L{layer}H{head}" for layer, head in heads], "steps": ordered_steps,
+            "z": [[cells[h].get(step) for step in ordered_steps] for h in heads]}
+
+
+def figure_rows(session: Session, *, run_id: int, score: str) -> list[tuple[str, int, float]]:
+    """The metric rows the run page draws: losses, accuracies, and whole-probe-set scores of ``score``
+    and ``peaky_thres`` (per-length scores, most of the table, are left in the database)."""
+    from core.db.models import Metric
+
+    wanted = or_(Metric.key.startswith("train/"), Metric.key.startswith("test/"),
+                 *(Metric.key.startswith(f"score/{role}/{name}/") for role in ROLES for name in {score, "peaky_thres"}))
+    query = (select(Metric.key, Metric.step, Metric.value)
+             .where(Metric.run_id == run_id, wanted, Metric.key.not_like("%/len%")))
+    return sorted(((k, s, math.nan if v is None else v) for k, s, v in session.execute(query)),
+                  key=lambda row: (row[0], row[1]))

@@ -9,7 +9,7 @@ result, keyed (run, step, intervention, target):
 | ``edge`` | ``renorm``, ``raw`` (remove the role's edge from the pattern) | ``edge/eoi/renorm`` | ``L0H*`` |
 | ``pattern`` | ``ideal``, ``shift`` (key + ``shift``), ``run`` (``source_run``'s pattern) | ``pattern/shift-2`` | ``L0H3+L1H3`` |
 | ``activation_patch`` | the hook sites ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out`` | ``patch/resid_post/accuracy`` | ``len16`` |
-| ``probe`` | the targets ``eoi_position``, ``length``, ``t``, ``y_prev``, ``x_t`` | ``probe/x_t`` | ``blocks.1.hook_resid_mid`` |
+| ``probe`` | the targets ``eoi_position``, ``length``, ``t``, ``y_prev``, ``x_t`` (at ``layer``, ``site``) | ``probe/x_t`` | ``blocks.1.hook_resid_mid`` |
 
 Heads are ``L{layer}H{head}``, or ``L{layer}H*`` for every head of a layer; none given means the
 run's circuit heads (the summary's best head per role). ``together`` applies all heads in one
@@ -57,6 +57,7 @@ class InterventionSpec(BaseModel):
     source_run: int | None = Field(None, ge=1)  # pattern/run: whose pattern
     source_step: int | None = Field(None, ge=0)  # pattern/run: at which step (None: its last)
     layer: int | None = Field(None, ge=0, le=11)  # probe: the layer of the hook site
+    site: Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_post"] = "resid_mid"  # probe
     length: int | None = Field(None, ge=1, le=64)  # activation_patch: the input length (None: max_len)
     metric: Literal["accuracy", "logit_diff"] = "accuracy"  # activation_patch
     steps: int | Literal["last", "all"] = "last"

@@ -1,0 +1,83 @@
+"""Intervention jobs against a stored run: one row per (step, intervention, target), guarded, resumable."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.causal import results
+from core.causal.jobs import InterventionError, execute_intervention_job
+from core.db import crud
+from core.db.session import session_scope
+from tests.core.causal.conftest import submit
+
+
+def stored(engine, run_id, **filters):
+    with session_scope(engine, readonly=True) as session:
+        return results.list_results(session, run_id=run_id, **filters)
+
+
+def test_ablation_over_every_step_writes_one_row_per_step_variant_and_head(trained):
+    engine, run_id = trained
+    calls = []
+    job_id = submit(engine, run_id, {"kind": "ablate", "steps": "all", "rows_per_len": 8})
+    assert execute_intervention_job(engine, job_id, guard=calls.append) == "SUCCEEDED"
+    rows = stored(engine, run_id)
+    ablations = [r for r in rows if r["intervention"].startswith("ablate/")]
+    assert {r["step"] for r in ablations} == {0, 6, 12}
+    assert {r["intervention"] for r in ablations} == {"ablate/zero", "ablate/mean", "ablate/resample"}
+    with session_scope(engine, readonly=True) as session:
+        heads = {(h["layer"], h["head"]) for h in crud.get_run(session, run_id=run_id).summary["heads"].values()}
+    assert len(ablations) == 3 * 3 * len(heads)  # steps x variants x circuit heads (the best per role)
+    assert len(calls) == len(ablations)  # the guard ran once per write, inside its transaction
+    row = ablations[0]
+    assert set(row["result"]["accuracy_by_length"]) == {"1", "2", "3", "4"}
+    assert 0.0 <= row["result"]["mean"] <= 1.0 and "mean" in row["result"]["baseline"]
+    assert row["job_id"] == job_id and row["spec"]["kind"] == "ablate"
+
+
+def test_own_pattern_and_retry(trained):
+    """Patching a head with its own run's pattern at the same step is the identity: accuracy = baseline."""
+    engine, run_id = trained
+    spec = {"kind": "pattern", "variants": ["run", "ideal"], "heads": ["L1H0", "L0H*"], "source_run": run_id,
+            "source_step": 12, "steps": 12, "rows_per_len": 8}
+    assert execute_intervention_job(engine, submit(engine, run_id, spec)) == "SUCCEEDED"
+    rows = {(r["intervention"], r["target"]): r["result"] for r in stored(engine, run_id, step=12)}
+    own = rows[("pattern/run" + f"{run_id}@12", "L1H0")]
+    assert own["accuracy_by_length"] == own["baseline"]["accuracy_by_length"]
+    assert ("pattern/ideal", "L0H0+L0H1") in rows
+    before = stored(engine, run_id)
+    assert execute_intervention_job(engine, submit(engine, run_id, spec)) == "SUCCEEDED"  # all done: skipped
+    assert [r["created_at"] for r in stored(engine, run_id)] == [r["created_at"] for r in before]
+
+
+def test_a_guard_that_refuses_writes_nothing_and_stop_hands_back(trained):
+    engine, run_id = trained
+    spec = {"kind": "edge", "heads": ["L1H1"], "steps": 6, "rows_per_len": 4}
+
+    def lost(session):
+        raise RuntimeError("lease lost")
+
+    with pytest.raises(RuntimeError, match="lease lost"):
+        execute_intervention_job(engine, submit(engine, run_id, spec), guard=lost)
+    assert not stored(engine, run_id, intervention="edge/iteration/raw")
+    assert execute_intervention_job(engine, submit(engine, run_id, spec), should_stop=lambda: True) == "RUNNING"
+    assert execute_intervention_job(engine, submit(engine, run_id, spec)) == "SUCCEEDED"
+    assert {r["intervention"] for r in stored(engine, run_id, step=6) if r["target"] == "L1H1"} == \
+        {"edge/iteration/renorm", "edge/iteration/raw"}
+
+
+def test_patching_and_probes_store_their_figures(trained):
+    engine, run_id = trained
+    spec = {"kind": "activation_patch", "variants": ["resid_pre"], "metric": "accuracy", "length": 3, "rows_per_len": 8}
+    execute_intervention_job(engine, submit(engine, run_id, spec))
+    (row,) = stored(engine, run_id, intervention="patch/resid_pre/accuracy")
+    assert row["target"] == "len3" and len(row["result"]["grid"]) == 2 and len(row["result"]["grid"][0]) == 8
+    execute_intervention_job(engine, submit(engine, run_id, {"kind": "probe", "variants": ["t"], "layer": 1}))
+    (row,) = stored(engine, run_id, intervention="probe/t")
+    assert row["target"] == "blocks.1.hook_resid_mid" and 0.0 <= row["result"]["accuracy"] <= 1.0
+
+
+def test_missing_steps_are_refused(trained):
+    engine, run_id = trained
+    with pytest.raises(InterventionError, match="no weights checkpoint at step 7"):
+        execute_intervention_job(engine, submit(engine, run_id, {"kind": "ablate", "steps": 7}))

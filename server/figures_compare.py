@@ -21,12 +21,13 @@ from core.snapshots import real_width
 MARKERS = {T.POLYNOMIAL: "poly", T.PARITY: "parity", T.BINARY_COPY: "copy", T.BEGIN: "BoS",
            T.EOI: "EoI", T.EOS: "EoS"}
 RUN_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea")
-DIVERGING = "RdBu"  # red = A attends more, blue = B attends more (reversed below so A > B is red)
+DIVERGING = "RdBu"  # plotly's RdBu runs blue (low) to red (high): red where A attends more, blue where B does
 
 
 def safe(text: Any) -> str:
-    """A user string made inert for plotly's pseudo-HTML (which decodes entities, so it reads the same)."""
-    return html.escape(str(text), quote=True)
+    """A user string made inert for plotly's pseudo-HTML: no tag survives, and plotly decodes
+    &lt; &gt; &amp; back for display (it leaves &quot; as is, so quotes stay raw: they open nothing)."""
+    return html.escape(str(text), quote=False)
 
 
 def run_title(run_id: int, name: str | None) -> str:
@@ -54,18 +55,23 @@ def linked_step(steps: Sequence[int], *, step: int, reference_total: int, total:
 
 
 def attention_block(patterns: np.ndarray, *, probe: int, layer: int, head: int, length: int) -> list[list[float]]:
-    """One head's attention on one probe sequence (real positions only), rounded to 3 decimals."""
+    """One head's attention on one probe sequence (real positions only), rounded to 3 decimals;
+    None above the diagonal, where a causal head cannot look (drawn blank)."""
     width = real_width(length)
-    block = patterns[probe, layer, head, :width, :width]
-    return np.round(block.astype(np.float64), 3).tolist()
+    block = np.round(patterns[probe, layer, head, :width, :width].astype(np.float64), 3)
+    return _causal(block)
 
 
-def difference(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> list[list[float]] | None:
+def _causal(block: np.ndarray) -> list[list[float | None]]:
+    return [[float(block[i, j]) if j <= i else None for j in range(block.shape[1])] for i in range(block.shape[0])]
+
+
+def difference(a: Sequence[Sequence[float | None]], b: Sequence[Sequence[float | None]]) -> list[list[float | None]] | None:
     """The signed map A - B, or None when the two blocks differ in shape (different probe lengths)."""
-    left, right = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    left, right = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)  # None -> nan
     if left.shape != right.shape:
         return None
-    return np.round(left - right, 3).tolist()
+    return _causal(np.round(left - right, 3))
 
 
 def _heatmap_layout(title: str, labels: Sequence[str]) -> dict:
@@ -86,7 +92,7 @@ def attention_figure(z: Sequence[Sequence[float]], labels: Sequence[str], title:
 def difference_figure(z: Sequence[Sequence[float]], labels: Sequence[str], title: str) -> dict:
     """Heatmap of A - B on a diverging scale centred on zero (-1..1): red where A attends more."""
     trace = {"type": "heatmap", "z": z, "zmin": -1, "zmax": 1, "zmid": 0, "colorscale": DIVERGING,
-             "reversescale": True, "hovertemplate": "query %{y}<br>key %{x}<br>A - B %{z:+.3f}<extra></extra>"}
+             "hovertemplate": "query %{y}<br>key %{x}<br>A - B %{z:+.3f}<extra></extra>"}
     return {"data": [trace], "layout": _heatmap_layout(title, labels)}
 
 

@@ -132,8 +132,8 @@ def build_compare(session: Session, *, access: Access, run_ids: list[int], step:
     if "z" in a and "z" in b:
         z = F.difference(a["z"], b["z"])
         if z is not None:
-            diff = {"max_abs": float(np.max(np.abs(np.asarray(z)))) if z else 0.0,
-                    "figure": F.difference_figure(z, a["labels"], f"A - B · {a['title']} minus {b['title']}")}
+            diff = {"max_abs": float(np.nanmax(np.abs(np.asarray(z, dtype=np.float64)))) if z else 0.0,
+                    "figure": F.difference_figure(z, a["labels"], f"A - B (#{a['run_id']} minus #{b['run_id']}) · step {a['step']} vs {b['step']}")}
     for panel in panels:  # each map travels once, inside its figure
         panel["steps"] = steps[panel["run_id"]]
         if "z" in panel:

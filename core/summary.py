@@ -89,3 +89,70 @@ def verdict(accuracy: dict, heads: dict) -> str:
     if acc is not None:
         parts.append(f"test accuracy {acc:.2f} (L = 4..max)")
     return "; ".join(parts)
+
+
+# ---------------------------------------------------------------- causal verdict
+
+_PHRASES = {  # intervention label -> what was done, for a head (or, with "*", for every head of its layer)
+    "edge/eoi/raw": "zeroing its EoI edge", "edge/eoi/renorm": "zeroing its EoI edge (renormalised)",
+    "edge/iteration/raw": "zeroing its iteration edge",
+    "edge/iteration/renorm": "zeroing its iteration edge (renormalised)",
+    "ablate/zero": "zero-ablating it", "ablate/mean": "mean-ablating it", "ablate/resample": "resample-ablating it",
+    "pattern/ideal": "patching its ideal map",
+}
+CHANGED = 0.05  # an accuracy change smaller than this "keeps" accuracy
+
+
+def _effect(phrase: str, result: dict, step: int) -> str:
+    before, after = result["baseline"]["mean"], result["mean"]
+    verb = "drops" if after < before - CHANGED else "raises" if after > before + CHANGED else "keeps"
+    figures = f"{after:.2f}" if verb == "keeps" else f"{before:.2f} -> {after:.2f}"
+    return f"{phrase} {verb} accuracy {figures} (step {step:,})"
+
+
+def causal_verdict(summary: dict, results: list[dict]) -> dict:
+    """Attention scores and stored intervention results in a few lines a person reads first.
+
+    ``results``: rows of ``core.causal.results.list_results`` (intervention, target, step, result).
+    For each circuit head: ``"iteration head L1H3: peaky_thres 0.87; zeroing its iteration edge drops
+    accuracy 0.99 -> 0.09 (step 3,000)"``, using the latest step of each intervention on that head or
+    on its whole layer (``L1H*``, said as "in every layer-1 head"); then any intervention on several
+    heads together (``L0H3+L1H3``). Returns ``{"lines": [{"text", "role", "intervention", "target",
+    "step"}...], "text": the lines joined}``; correlational only (no causal line) until results exist.
+    """
+    latest: dict[tuple[str, str], dict] = {}
+    for row in results:
+        result = row.get("result") or {}
+        if "baseline" not in result or result.get("mean") is None:
+            continue  # only evaluations (ablate, edge, pattern) speak of accuracy
+        key = (row["intervention"], row["target"])
+        if key not in latest or row["step"] > latest[key]["step"]:
+            latest[key] = row
+    lines = []
+    for role in ROLES:
+        info = (summary.get("heads") or {}).get(role)
+        if info is None:
+            continue
+        label, layer = info["label"], info["layer"]
+        thres = info["scores"].get("peaky_thres")
+        parts = [f"{ROLE_TITLES[role]} {label}: peaky_thres {thres:.2f}" if thres is not None else f"{ROLE_TITLES[role]} {label}"]
+        used = []
+        order = list(_PHRASES)  # edges first, then ablations, then patching
+        for (intervention, target), row in sorted(latest.items(), key=lambda item: (order.index(item[0][0])
+                                                  if item[0][0] in order else len(order), item[0][1])):
+            if intervention not in _PHRASES or target not in (label, f"L{layer}H*"):
+                continue
+            phrase = _PHRASES[intervention]
+            if target.endswith("*"):  # "zeroing the EoI edge in every layer-0 head", "zero-ablating every layer-1 head"
+                every = f"every layer-{layer} head"
+                phrase = phrase.replace(" it", f" {every}") if phrase.endswith(" it") else \
+                    phrase.replace("its ", "the ") + f" in {every}"
+            parts.append(_effect(phrase, row["result"], row["step"]))
+            used.append((intervention, target, row["step"]))
+        lines.append({"text": "; ".join(parts), "role": role, "interventions": used})
+    for (intervention, target), row in sorted(latest.items()):
+        if "+" in target and intervention.startswith(("pattern/", "edge/", "ablate/")):
+            what = {"pattern/ideal": "patching their ideal maps"}.get(intervention, intervention)
+            lines.append({"text": f"{target}: " + _effect(what, row["result"], row["step"]), "role": None,
+                          "interventions": [(intervention, target, row["step"])]})
+    return {"lines": lines, "text": "; ".join(line["text"] for line in lines)}

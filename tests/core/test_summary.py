@@ -111,3 +111,38 @@ def test_empty_rows():
 def test_step_formatting(step, text):
     rows = series("score/iteration/peaky_thres/L1H0", {step: 1.0})
     assert text in summarize(rows)["verdict"]
+
+
+# ---------------------------------------------------------------- causal verdict
+
+from core.summary import causal_verdict  # noqa: E402
+
+
+def evaluation(intervention, target, step, before, after):
+    return {"intervention": intervention, "target": target, "step": step,
+            "result": {"mean": after, "baseline": {"mean": before}}}
+
+
+def test_causal_verdict_joins_scores_and_the_latest_interventions():
+    summary = summarize(base_rows())
+    results = [
+        evaluation("edge/iteration/renorm", "L1H0", 1600, 0.5, 0.4),  # older: replaced by the step-4800 one
+        evaluation("edge/iteration/renorm", "L1H0", 4800, 0.99, 0.09),
+        evaluation("ablate/zero", "L1H*", 4800, 0.99, 0.98),
+        evaluation("pattern/ideal", "L0H0+L1H0", 4800, 0.99, 1.0),
+        evaluation("ablate/zero", "L1H1", 4800, 0.99, 0.0),  # not a circuit head: no line of its own
+        {"intervention": "probe/t", "target": "blocks.1.hook_resid_mid", "step": 4800, "result": {"accuracy": 0.9}},
+    ]
+    out = causal_verdict(summary, results)
+    iteration = next(line["text"] for line in out["lines"] if line["role"] == "iteration")
+    assert iteration == ("iteration head L1H0: peaky_thres 0.97; "
+                         "zeroing its iteration edge (renormalised) drops accuracy 0.99 -> 0.09 (step 4,800); "
+                         "zero-ablating every layer-1 head keeps accuracy 0.98 (step 4,800)")
+    assert "L0H0+L1H0: patching their ideal maps keeps accuracy 1.00 (step 4,800)" in out["text"]
+    assert "L1H1" not in out["text"] and "probe" not in out["text"]
+
+
+def test_causal_verdict_without_results_is_correlational_only():
+    out = causal_verdict(summarize(base_rows()), [])
+    assert [line["interventions"] for line in out["lines"]] == [[], []]
+    assert "peaky_thres" in out["text"] and "accuracy" not in out["text"]

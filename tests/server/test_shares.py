@@ -1,0 +1,172 @@
+"""Share links: made by the owner, opened by anyone holding the token, read-only and scoped to what they name."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from core.db import crud
+from core.db.models import Run, Share, utcnow
+from core.db.session import make_engine, session_scope
+from core.specs import SweepSpec
+from core.sweeps import create_sweep
+from tests.server.conftest import form_token
+
+
+@pytest.fixture(scope="module")
+def engine(served_url):
+    engine = make_engine(served_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def other_run(engine) -> int:
+    """A run that no link in these tests names."""
+    with session_scope(engine) as session:
+        return crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="other").id
+
+
+@pytest.fixture
+def anonymous(app) -> TestClient:
+    """A fresh browser: no cookies, no login."""
+    return TestClient(app, follow_redirects=False)
+
+
+def share(client, csrf, run_id, **body):
+    response = client.post(f"/api/runs/{run_id}/shares", json=body, headers=csrf)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def token_of(url: str) -> str:
+    return url.split("/")[2]
+
+
+def test_a_run_link_opens_the_same_view_with_its_state(app_client, csrf, anonymous, trained_run):
+    link = share(app_client, csrf, trained_run, label="for Ana", state="?step=10&layer=1&head=0")
+    assert link["url"].startswith("/s/") and link["url"].endswith(f"/runs/{trained_run}?step=10&layer=1&head=0")
+    page = anonymous.get(link["url"])
+    assert page.status_code == 200, page.text
+    assert "read-only shared view" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+    api = anonymous.get(f"/s/{token_of(link['url'])}/api/runs/{trained_run}")
+    assert api.status_code == 200 and api.json()["id"] == trained_run
+
+
+def test_the_token_is_long_and_only_its_hash_is_stored(app_client, csrf, engine, trained_run):
+    link = share(app_client, csrf, trained_run, label="hash check")
+    token = token_of(link["url"])
+    assert len(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))) * 8 >= 128
+    with session_scope(engine, readonly=True) as session:
+        row = session.get(Share, link["id"])
+        assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        stored = [str(getattr(row, column.name)) for column in Share.__table__.columns]
+        assert not any(token in value for value in stored)
+    listing = app_client.get(f"/api/runs/{trained_run}/shares")
+    assert listing.status_code == 200 and token not in listing.text
+    assert any(row["id"] == link["id"] and row["label"] == "hash check" and row["live"] for row in listing.json())
+
+
+def test_a_link_reaches_nothing_it_was_not_given(app_client, csrf, anonymous, trained_run, other_run):
+    prefix = "/s/" + token_of(share(app_client, csrf, trained_run)["url"])
+    assert anonymous.get(f"{prefix}/runs/{other_run}").status_code == 404
+    assert anonymous.get(f"{prefix}/api/runs/{other_run}").status_code == 404
+    assert anonymous.get(f"{prefix}/api/compare?runs={trained_run},{other_run}").status_code == 404
+    assert anonymous.get(f"{prefix}/compare?runs={trained_run},{other_run}").status_code == 404
+    assert anonymous.get(f"{prefix}/runs/{trained_run}/shares").status_code == 404  # the owner's page is not shared
+    assert anonymous.get(f"{prefix}/api/runs/{trained_run}/shares").status_code == 404
+
+
+def test_a_link_changes_nothing(app_client, csrf, anonymous, trained_run):
+    link = share(app_client, csrf, trained_run)
+    prefix = "/s/" + token_of(link["url"])
+    primed = anonymous.get(link["url"])  # even with the shared page's own CSRF token in hand
+    headers = {"X-CSRF-Token": primed.text.split('name="csrf-token" content="')[1].split('"')[0]}
+    assert anonymous.post(f"{prefix}/api/runs/{trained_run}/cancel", headers=headers).status_code == 403
+    assert anonymous.post(f"{prefix}/api/runs", json={"preset": "fast-parity"}, headers=headers).status_code == 403
+    assert anonymous.post(f"{prefix}/api/runs/{trained_run}/shares", json={}, headers=headers).status_code == 403
+    assert anonymous.delete(f"{prefix}/api/shares/{link['id']}", headers=headers).status_code == 403
+    # and outside /s/ the token is worth nothing: an anonymous browser has no valid CSRF pair for the owner's routes
+    assert anonymous.delete(f"/api/shares/{link['id']}").status_code == 403
+    assert anonymous.get(link["url"]).status_code == 200
+
+
+def test_a_revoked_link_is_404(app_client, csrf, anonymous, trained_run):
+    link = share(app_client, csrf, trained_run)
+    assert anonymous.get(link["url"]).status_code == 200
+    revoked = app_client.delete(f"/api/shares/{link['id']}", headers=csrf)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None and not revoked.json()["live"]
+    assert anonymous.get(link["url"]).status_code == 404
+    assert app_client.delete("/api/shares/2147483647", headers=csrf).status_code == 404
+
+
+def test_an_expired_link_is_404(app_client, csrf, anonymous, engine, trained_run):
+    link = share(app_client, csrf, trained_run, expires_in_hours=1)
+    assert anonymous.get(link["url"]).status_code == 200
+    with session_scope(engine) as session:
+        session.get(Share, link["id"]).expires_at = utcnow() - timedelta(seconds=1)
+    assert anonymous.get(link["url"]).status_code == 404
+    assert app_client.post(f"/api/runs/{trained_run}/shares", json={"expires_in_hours": 0}, headers=csrf).status_code == 422
+
+
+def test_a_compare_link_opens_those_runs_only(app_client, csrf, anonymous, trained_run, other_run, engine):
+    with session_scope(engine) as session:
+        third = crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="third").id
+    response = app_client.post("/api/shares", json={"kind": "compare", "run_ids": [trained_run, other_run],
+                                                    "state": "runs=99&step=10&link=fraction"}, headers=csrf)
+    assert response.status_code == 201, response.text
+    url = response.json()["url"]
+    assert url.endswith(f"/compare?runs={trained_run}%2C{other_run}&step=10&link=fraction")
+    page = anonymous.get(url)
+    assert page.status_code == 200 and 'id="compare-data"' in page.text
+    prefix = "/s/" + token_of(url)
+    assert anonymous.get(f"{prefix}/api/compare?runs={trained_run},{third}").status_code == 404
+    assert anonymous.get(f"{prefix}/runs/{other_run}").status_code == 200
+    assert anonymous.get(f"{prefix}/runs/{third}").status_code == 404
+    bad = app_client.post("/api/shares", json={"kind": "compare", "run_ids": [trained_run]}, headers=csrf)
+    assert bad.status_code == 422
+
+
+def test_a_sweep_link_opens_the_sweep_and_its_runs(app_client, csrf, anonymous, engine, other_run):
+    spec = SweepSpec.parse({"preset": "fast-parity", "axes": {"d_model": [16, 32]}})
+    with session_scope(engine) as session:
+        sweep_id = create_sweep(session, spec=spec, name="widths").sweep_id
+        other_sweep = create_sweep(session, spec=spec, name="not shared").sweep_id
+        cell_run = crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="cell", sweep_id=sweep_id)
+        session.flush()
+        session.get(Run, cell_run.id).sweep_cell = {"d_model": 16}
+        cell_id = cell_run.id
+    response = app_client.post("/api/shares", json={"kind": "sweep", "sweep_id": sweep_id}, headers=csrf)
+    assert response.status_code == 201, response.text
+    url = response.json()["url"]
+    prefix = "/s/" + token_of(url)
+    assert url.endswith(f"/sweeps/{sweep_id}") and anonymous.get(url).status_code == 200
+    assert anonymous.get(f"{prefix}/api/sweeps/{sweep_id}").json()["cells"][0]["run"]["url"] == f"{prefix}/runs/{cell_id}"
+    assert anonymous.get(f"{prefix}/runs/{cell_id}").status_code == 200
+    assert anonymous.get(f"{prefix}/runs/{other_run}").status_code == 404
+    assert anonymous.get(f"{prefix}/sweeps/{other_sweep}").status_code == 404
+    assert app_client.post("/api/shares", json={"kind": "sweep", "sweep_id": 2147483647}, headers=csrf).status_code == 404
+
+
+def test_the_links_page_makes_and_revokes_with_forms(app_client, anonymous, trained_run, engine):
+    page = app_client.get(f"/runs/{trained_run}/shares")
+    assert page.status_code == 200
+    made = app_client.post(f"/runs/{trained_run}/shares",
+                           data={"label": "form <b>link</b>", "state": "step=10", **form_token(page.text)})
+    assert made.status_code == 201 and "form &lt;b&gt;link&lt;/b&gt;" in made.text
+    url = made.text.split('id="new-link-url"')[0].rsplit('value="', 1)[1].split('"')[0]
+    path = url[url.index("/s/"):]
+    assert anonymous.get(path).status_code == 200
+    with session_scope(engine, readonly=True) as session:
+        share_id = max(session.scalars(select(Share.id)))
+    revoked = app_client.post(f"/shares/{share_id}/revoke", data={"back": f"/runs/{trained_run}/shares",
+                                                                 **form_token(page.text)}, follow_redirects=False)
+    assert revoked.status_code == 303 and revoked.headers["location"] == f"/runs/{trained_run}/shares"
+    assert anonymous.get(path).status_code == 404
+    assert app_client.post(f"/runs/{trained_run}/shares", data={"expires_in_hours": "soon", **form_token(page.text)}).status_code == 422

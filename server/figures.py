@@ -114,8 +114,9 @@ def attention_figure(view: SnapshotView, *, layer: int, head: int, overlay: bool
     """One head's attention on one probe sequence: query rows, key columns, token labels on both axes,
     and the cells the theory expects for that layer's role as open markers."""
     z = full_matrix(view.attention[layer][head])
-    positions = list(range(len(view.labels)))
-    hover = [[f"query {q} {view.labels[q]}<br>key {k} {view.labels[k]}" for k in positions] for q in positions]
+    labels = [escape(label) for label in view.labels]
+    positions = list(range(len(labels)))
+    hover = [[f"query {q} {labels[q]}<br>key {k} {labels[k]}" for k in positions] for q in positions]
     data = [{"type": "heatmap", "z": z, "x": positions, "y": positions, "zmin": 0, "zmax": 1,
              "colorscale": ATTENTION_SCALE, "text": hover, "hoverongaps": False,
              "hovertemplate": "%{text}<br>weight %{z:.3f}<extra></extra>", "colorbar": {"thickness": 10}}]
@@ -127,7 +128,7 @@ def attention_figure(view: SnapshotView, *, layer: int, head: int, overlay: bool
                          "x": [k for _, k in cells.cells], "y": [q for q, _ in cells.cells],
                          "marker": {"symbol": "square-open", "size": 11, "color": OVERLAY[cells.role],
                                     "line": {"width": 2}}, "hoverinfo": "skip"})
-    axis = {"tickmode": "array", "tickvals": positions, "ticktext": [escape(label) for label in view.labels],
+    axis = {"tickmode": "array", "tickvals": positions, "ticktext": labels,
             "tickfont": {"size": 10}}
     return {"data": data, "layout": _layout(f"L{layer}H{head} at step {view.step:,}", height=460,
                                             xaxis={**axis, "title": {"text": "key"}, "tickangle": -60},

@@ -101,3 +101,45 @@ def test_init_from_a_missing_run_is_bad_input(db):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2
     assert len(lines) == 1 and "init_from" in lines[0] and "99" in lines[0]
+
+
+def test_sweep_queues_the_grid_as_one_sweep_job(db):
+    url, path = db
+    result = cli("sweep", "--preset", "fast-parity", "--axis", "d_model=32,64", "--axis", "max_len=4,8",
+                 "--seeds", "0,1", "--set", "steps=20", "--set", "warmup_steps=0", "--name", "grid", "--db", url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sweep 1: 8 cells (d_model [32, 64] x max_len [4, 8] x seed [0, 1])")
+    from core.db.models import Sweep
+    from core.db.session import make_engine, session_scope
+    from core.db import jobs
+
+    engine = make_engine(url)
+    with session_scope(engine, readonly=True) as session:
+        sweep = session.get(Sweep, 1)
+        assert (sweep.name, sweep.preset, sweep.spec["steps"]) == ("grid", "fast-parity", 20)
+        assert [(job.kind, job.status) for job in jobs.list_jobs(session)] == [("sweep", "QUEUED")]
+    engine.dispose()
+    listing = cli("jobs", "--db", url)
+    assert "sweep" in listing.stdout and "QUEUED" in listing.stdout
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--axis", "d_model=32,4096"], "circuitboard sweep: axes.d_model: must be <= 2048 (got 4096)"),
+    (["--axis", "d_model=32,x"], "circuitboard sweep: axes.d_model: values must be numbers (got 'x')"),
+    (["--axis", "d_model"], "circuitboard sweep: axes.d_model: expected KEY=V1,V2,... (got 'd_model')"),
+    (["--axis", "problem=1,2"], "circuitboard sweep: axes.problem: not a numeric key"),
+    (["--axis", "d_model=32", "--seeds", "a,b"], "circuitboard sweep: seeds: must be integers"),
+])
+def test_a_bad_sweep_exits_2_naming_the_axis_and_writes_nothing(db, args, line):
+    url, path = db
+    result = cli("sweep", "--preset", "fast-parity", *args, "--db", url)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[0].startswith(line), result.stderr
+    assert not path.exists()
+
+
+def test_worker_refuses_an_unknown_device(db):
+    url, _ = db
+    result = cli("worker", "--device", "tpu", "--db", url)
+    assert result.returncode == 2
+    assert "device: must be cpu, cuda or cuda:N (got 'tpu')" in result.stderr

@@ -219,3 +219,47 @@ def test_a_failing_run_is_marked_failed(sqlite_engine, monkeypatch):
 def test_an_unknown_run_raises(sqlite_engine):
     with pytest.raises(crud.RunNotFound):
         execute_training(sqlite_engine, 10**6)
+
+
+# ---------------------------------------------------------------- dropped connections
+
+
+@pytest.mark.postgres
+def test_writes_survive_their_connection_being_terminated_mid_transaction(postgresql_engine):
+    """Every 3rd write kills its own backend (pg_terminate_backend) inside the transaction: retried, it lands."""
+    from sqlalchemy import text
+
+    run_id = new_run(postgresql_engine)
+    calls, killed = [0], [0]
+
+    def guard(session):
+        calls[0] += 1
+        if calls[0] % 3 == 0 and calls[0] % 2:  # the retry of that write (an even call) goes through
+            killed[0] += 1
+            session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    status = execute_training(postgresql_engine, run_id, guard=guard)
+    assert status == "SUCCEEDED"
+    assert killed[0] >= 3  # the connection really was lost, several times, mid-run
+    with session_scope(postgresql_engine) as session:
+        run = crud.get_run(session, run_id=run_id)
+        assert (run.status, run.step) == ("SUCCEEDED", SPEC["steps"])
+        assert crud.list_snapshot_steps(session, run_id=run_id) == [0, 4, 8, 12]
+        steps = [step for key, step, _ in crud.get_metrics(session, run_id=run_id) if key == "test/seq_acc"]
+        assert steps == [0, 4, 8, 12]
+
+
+def test_a_write_failing_for_another_reason_is_not_retried(sqlite_engine):
+    from sqlalchemy.exc import IntegrityError
+
+    from core.db.jobs import transact
+
+    calls = []
+
+    def fail(session):
+        calls.append(1)
+        raise IntegrityError("INSERT", {}, Exception("duplicate"))
+
+    with pytest.raises(IntegrityError):
+        transact(sqlite_engine, fail)
+    assert len(calls) == 1

@@ -42,3 +42,28 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
     yield manager
     left = manager.cleanup()
     assert not left, f"processes left behind: {left}"
+
+
+# ---------------------------------------------------------------- a broker of the test's own
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator["RedisServer"]:
+    """A private redis-server (free port, no persistence), killed after the test.
+
+    Skipped when redis-server is not installed, unless CI=true (then it fails).
+    """
+    import os
+    import shutil
+
+    from tests.worker.support import RedisServer
+
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required when CI=true: {message}")
+        pytest.skip(f"{message}; set CI=true to make this a failure")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()

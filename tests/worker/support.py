@@ -134,12 +134,12 @@ class Workers:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         return env
 
-    def start(self, url: URL, *args: str) -> subprocess.Popen:
-        """``python -m worker.local --db URL`` as the leader of a new process group."""
+    def start(self, url: URL, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """``python -m worker.local --db URL`` as the leader of a new process group (``env``: extra variables)."""
         command = [sys.executable, "-m", "worker.local", "--db", url.render_as_string(hide_password=False),
                    "--poll", "0.1", *args]
         with open(self.logs / f"worker-{len(self.started)}.log", "w") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env=self.env(), start_new_session=True,
+            process = subprocess.Popen(command, cwd=ROOT, env=self.env(**(env or {})), start_new_session=True,
                                        stdout=log, stderr=subprocess.STDOUT)
         self.started.append(process)
         return process
@@ -196,3 +196,63 @@ def fingerprint(engine: Engine, run_id: int, job_id: int) -> tuple:
                    for key, step, value in crud.get_metrics(session, run_id=run_id)]
         return (job_state, run_state, metrics,
                 crud.list_snapshot_steps(session, run_id=run_id), checkpoints)
+
+
+# ---------------------------------------------------------------- Celery workers and a Redis of their own
+
+CELERY_ENV = {"CIRCUITBOARD_REPUBLISH_AFTER_SECONDS": "2"}
+
+
+def start_celery(workers: Workers, url: URL, broker: str, *args: str) -> subprocess.Popen:
+    """``circuitboard worker --broker URL`` (a real Celery worker, solo pool) as a process-group leader."""
+    command = [sys.executable, "-m", "core.cli", "worker", "--db", url.render_as_string(hide_password=False),
+               "--broker", broker, *args]
+    with open(workers.logs / f"worker-{len(workers.started)}.log", "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env={**workers.env(), **CELERY_ENV}, start_new_session=True,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    workers.started.append(process)
+    return process
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free port, without persistence: killing it loses every message.
+
+    Never the shared Redis on 6379: other people's tests use it, and this one gets killed.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.port = directory, free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _pings(client), timeout=10, what="redis-server to accept connections")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - not up yet
+        return False

@@ -1,0 +1,190 @@
+"""Both dispatchers end to end, as real processes: the same jobs through either one.
+
+``stack`` is parametrised over the two deployments:
+
+- ``local``: SQLite and ``python -m worker.local`` (the embedded default; no broker);
+- ``celery``: PostgreSQL, a private ``redis-server`` and ``circuitboard worker --broker ...``, a real
+  Celery worker (solo pool), with jobs published by ``core.submit.dispatch``.
+
+Celery-only tests: a forged message, a Redis restart mid-run, and a graceful SIGTERM.
+Leases are 3 s, heartbeats 1 s, re-publishing after 2 s (tests/worker/support.py).
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL, make_url
+
+from core.db import crud, jobs
+from core.db.session import session_scope
+from core.names import EXECUTE_JOB_TASK
+from core.settings import Settings
+from core.specs import SweepSpec
+from core.submit import dispatch
+from core.sweeps import create_sweep, sweep_cells
+from tests.conftest import fresh_schema
+from tests.worker.support import (
+    FAST,
+    SLOW,
+    events,
+    job_row,
+    migrated,
+    new_job,
+    run_row,
+    start_celery,
+    wait_for,
+    wait_status,
+)
+
+QUICK = {**FAST, "steps": 10}  # snapshots at 0 and 10, resume checkpoints at 5 and 10
+MEDIUM = {**SLOW, "steps": 14}  # an evaluation every step: long enough to act mid-run
+TINY_SWEEP = {"overrides": QUICK, "axes": {"d_model": [16, 32], "max_len": [2, 3]}}
+
+
+@dataclass
+class Stack:
+    kind: str
+    url: URL
+    engine: Engine
+    settings: Settings
+    start: Callable[[], object]
+    ready_line: str
+
+
+@pytest.fixture(params=["local", pytest.param("celery", marks=[pytest.mark.postgres, pytest.mark.redis])])
+def stack(request, tmp_path, workers):
+    if request.param == "local":
+        url = make_url(f"sqlite:///{tmp_path / 'circuitboard.db'}")
+        engine = migrated(url)
+        yield Stack("local", url, engine, Settings(database_url=url.render_as_string(hide_password=False)),
+                    lambda: workers.start(url), "on queues")
+        engine.dispose()
+        return
+    redis = request.getfixturevalue("redis_server")
+    with fresh_schema(request.getfixturevalue("postgres_database")) as url:
+        engine = migrated(url)
+        settings = Settings(database_url=url.render_as_string(hide_password=False), broker_url=redis.url)
+        yield Stack("celery", url, engine, settings, lambda: start_celery(workers, url, redis.url), "upkeep every")
+        engine.dispose()
+
+
+@pytest.fixture
+def celery_stack(request, workers, redis_server, postgres_database):
+    with fresh_schema(postgres_database) as url:
+        engine = migrated(url)
+        settings = Settings(database_url=url.render_as_string(hide_password=False), broker_url=redis_server.url)
+        yield Stack("celery", url, engine, settings, lambda: start_celery(workers, url, redis_server.url),
+                    "upkeep every")
+        engine.dispose()
+
+
+def started(stack: Stack, workers):
+    worker = stack.start()
+    wait_for(lambda: stack.ready_line in workers.log(worker), timeout=30, what=f"the {stack.kind} worker to start")
+    return worker
+
+
+def test_a_sweep_expands_and_its_jobs_succeed_through_the_dispatcher(stack, workers):
+    worker = started(stack, workers)
+    with session_scope(stack.engine) as session:
+        sweep = create_sweep(session, spec=SweepSpec.parse(TINY_SWEEP), name="grid")
+    dispatch(stack.settings, [sweep.job_id])
+    assert wait_status(stack.engine, sweep.job_id, "SUCCEEDED", "FAILED", timeout=30).status == "SUCCEEDED"
+
+    def cells_done():
+        with session_scope(stack.engine, readonly=True) as session:
+            cells = sweep_cells(session, sweep_id=sweep.sweep_id)
+        final = [c for c in cells if c["run"] and c["run"]["status"] in ("SUCCEEDED", "FAILED")]
+        return cells if len(final) == 4 else None
+
+    cells = wait_for(cells_done, timeout=90, interval=0.2, what="the sweep's 4 runs to finish")
+    assert [c["run"]["status"] for c in cells] == ["SUCCEEDED"] * 4, [c["run"]["error"] for c in cells]
+    assert [c["cell"] for c in cells] == [{"d_model": 16, "max_len": 2}, {"d_model": 16, "max_len": 3},
+                                          {"d_model": 32, "max_len": 2}, {"d_model": 32, "max_len": 3}]
+    for cell in cells:  # each cell's train job went through the dispatcher and recorded everything
+        run_id = cell["run"]["id"]
+        with session_scope(stack.engine, readonly=True) as session:
+            job = jobs.latest_job_for_run(session, run_id=run_id)
+            assert [e["event"] for e in events(job)] == ["claimed", "finished"]
+            assert {"train/loss", "test/seq_acc"} <= {key for key, _, _ in crud.get_metrics(session, run_id=run_id)}
+            assert crud.list_snapshot_steps(session, run_id=run_id) == [0, 10]
+            assert crud.checkpoint_steps(session, run_id=run_id, kind="resume") == [5, 10]
+            assert crud.get_run(session, run_id=run_id).spec["d_model"] == cell["cell"]["d_model"]
+        assert cell["run"]["summary"]["accuracy"]["test"]["seq_acc"] is not None
+    assert workers.stop(worker, timeout=30) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_forged_message_with_an_invalid_spec_fails_before_training(celery_stack, workers):
+    worker = started(celery_stack, workers)
+    forger = Celery("forger", broker=celery_stack.settings.broker_url, set_as_current=False)
+    forger.conf.task_serializer = "json"
+    forger.send_task(EXECUTE_JOB_TASK, args=["1; DROP TABLE jobs"], queue="cpu")  # not a job id: dropped
+    run_id, job_id = new_job(celery_stack.engine, validate=False, d_model=65536, n_heads=3)
+    forger.send_task(EXECUTE_JOB_TASK, args=[job_id], queue="cpu")  # straight to the queue, no dispatch
+
+    job = wait_status(celery_stack.engine, job_id, "FAILED", "SUCCEEDED", timeout=30)
+    assert job.status == "FAILED"
+    assert job.error.startswith("invalid spec: "), job.error
+    assert "d_model: must be <= 2048 (got 65536)" in job.error
+    assert [e["event"] for e in events(job)] == ["claimed", "finished"]
+    assert "steps_per_s" not in job.progress  # no training child ever reported
+    run = run_row(celery_stack.engine, run_id)
+    assert (run.status, run.step) == ("FAILED", 0)
+    with session_scope(celery_stack.engine, readonly=True) as session:
+        assert crud.get_probe_set(session, run_id=run_id) is None  # the first thing training writes
+        assert crud.get_metrics(session, run_id=run_id) == []
+    log = workers.log(worker)
+    assert "not an integer" in log and "worker.child" not in log
+    assert workers.stop(worker, timeout=30) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_redis_restart_mid_run_loses_no_job(celery_stack, workers, redis_server):
+    worker = started(celery_stack, workers)
+    running_run, running = new_job(celery_stack.engine, MEDIUM)
+    waiting = [new_job(celery_stack.engine, QUICK)[1] for _ in range(2)]
+    dispatch(celery_stack.settings, [running, *waiting])
+    wait_for(lambda: run_row(celery_stack.engine, running_run).step >= 3, timeout=40, interval=0.05,
+             what="the first job to be mid-run")
+    assert all(job_row(celery_stack.engine, job_id).status == "QUEUED" for job_id in waiting)
+
+    redis_server.kill()  # no persistence: the waiting jobs' messages are gone
+    redis_server.start()  # same port, empty
+
+    for job_id in [running, *waiting]:
+        job = wait_status(celery_stack.engine, job_id, "SUCCEEDED", "FAILED", timeout=60)
+        assert job.status == "SUCCEEDED", (job.error, workers.log(worker)[-3000:])
+    assert job_row(celery_stack.engine, running).attempt == 1  # the running job never noticed
+    assert "re-publishing" in workers.log(worker)
+    assert workers.stop(worker, timeout=30) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_sigterm_hands_the_running_job_back_and_another_worker_finishes_it(celery_stack, workers):
+    first = started(celery_stack, workers)
+    run_id, job_id = new_job(celery_stack.engine, MEDIUM)
+    dispatch(celery_stack.settings, [job_id])
+    wait_for(lambda: run_row(celery_stack.engine, run_id).step >= 6, timeout=40, interval=0.05, what="step 6")
+
+    assert workers.stop(first, timeout=30) == 0  # SIGTERM: warm shutdown, the job checkpoints
+    job = job_row(celery_stack.engine, job_id)
+    assert job.status == "QUEUED" and job.attempt == 0, job.payload
+    assert events(job, "released")
+
+    second = started(celery_stack, workers)
+    job = wait_status(celery_stack.engine, job_id, "SUCCEEDED", "FAILED", timeout=60)
+    assert job.status == "SUCCEEDED", job.error
+    assert job.attempt == 1  # the released attempt cost nothing
+    claims = events(job, "claimed")
+    assert len(claims) == 2 and claims[1]["from_step"] >= 5  # resumed from its checkpoint
+    assert workers.stop(second, timeout=30) == 0

@@ -1,6 +1,66 @@
-"""(Being written.)"""
+"""Interventions over JSON: launch causal tests on a run's checkpoints, and read the results back.
 
-from fastapi import APIRouter
+    POST /api/runs/7/interventions  {"kind": "edge", "heads": ["L1H3"], "steps": "all"}
+        -> 201 {"job_id": 31, "run_id": 7}          (422 naming the field on bad input, 404 for no run)
+    GET  /api/runs/7/interventions
+        -> {"run_id": 7, "steps": [...], "series": [...], "verdict": {...}, "heads": {...}}
 
-read = APIRouter()
-write = APIRouter()
+The body is a ``core.causal.specs.InterventionSpec``; the job is queued with
+``core.db.jobs.submit_intervention_job`` and dispatched after the commit. Reading groups the stored
+results per (intervention, target) for charts (``core.causal.results.for_charts``), next to the
+circuit heads' peakiness and the causal verdict (``core.summary.causal_verdict``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from core.causal import results
+from core.causal.specs import InterventionSpec
+from core.db import crud, jobs
+from core.db.session import session_scope
+from core.submit import dispatch
+from core.summary import causal_verdict
+from server.access import Access, get_access
+from server.deps import read_session
+
+read = APIRouter(tags=["interventions"])
+write = APIRouter(tags=["interventions"])
+
+RunId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class InterventionQueued(BaseModel):
+    job_id: int
+    run_id: int
+
+
+@read.get("/api/runs/{run_id}/interventions", summary="A run's intervention results, grouped for charts")
+def list_interventions(run_id: RunId, access: Annotated[Access, Depends(get_access)],
+                       session: Annotated[Session, Depends(read_session)]) -> dict[str, Any]:
+    access.require_run(run_id)
+    run = crud.get_run(session, run_id=run_id)
+    if run is None:
+        raise HTTPException(status_code=404, detail=f"no run {run_id}")
+    rows = results.list_results(session, run_id=run_id)
+    summary = dict(run.summary or {})
+    return {"run_id": run_id, **results.for_charts(rows), "heads": summary.get("heads", {}),
+            "verdict": causal_verdict(summary, rows)}
+
+
+@write.post("/api/runs/{run_id}/interventions", status_code=201, response_model=InterventionQueued,
+            summary="Queue an intervention job on a run's checkpoints")
+def create_intervention(request: Request, run_id: RunId, spec: InterventionSpec,
+                        access: Annotated[Access, Depends(get_access)]) -> InterventionQueued:
+    access.require_owner()
+    access.require_run(run_id)
+    with session_scope(request.app.state.engine) as session:
+        if crud.get_run(session, run_id=run_id) is None:
+            raise HTTPException(status_code=404, detail=f"no run {run_id}")
+        job_id = jobs.submit_intervention_job(session, run_id=run_id, spec=spec.model_dump(mode="json")).id
+    dispatch(request.app.state.settings, [job_id])  # after the commit
+    return InterventionQueued(job_id=job_id, run_id=run_id)

@@ -1,0 +1,164 @@
+/* circuitboard: the run page's causal panel (partials/causal_panel.html).
+ *
+ * Reads GET {api}/runs/{id}/interventions and draws, with plotly (loaded by the page):
+ *   - an overview bar chart: each (intervention, target)'s accuracy at its latest step beside the
+ *     untouched baseline, the target heads' peaky_thres in the hover (causal next to correlational);
+ *   - the chosen result in detail: accuracy per length (bars), a curve over steps when several
+ *     steps were tested, the layer x position grid of activation patching, a probe's accuracy vs chance.
+ * The form posts an InterventionSpec to the same URL with the X-CSRF-Token header from
+ * <meta name="csrf-token">, then polls until new results arrive.
+ */
+(function () {
+  "use strict";
+  const panel = document.getElementById("causal");
+  if (!panel) return;
+  const url = panel.dataset.api + "/runs/" + panel.dataset.run + "/interventions";
+  const config = {responsive: true, displaylogo: false};
+  let data = null;
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  function text(el, value) {
+    el.textContent = value;
+  }
+
+  function seriesName(s) {
+    return s.intervention + " @ " + s.target;
+  }
+
+  function peakyText(map) {
+    return Object.entries(map || {}).map(([head, v]) => head + " peaky_thres " + (v === null ? "n/a" : v.toFixed(2))).join(", ");
+  }
+
+  function drawVerdict() {
+    const box = document.getElementById("causal-verdict");
+    box.replaceChildren();
+    for (const line of data.verdict.lines) {
+      const p = document.createElement("p");
+      text(p, line.text);
+      box.appendChild(p);
+    }
+  }
+
+  function drawOverview() {
+    const evals = data.series.filter((s) => s.points);
+    const el = document.getElementById("causal-overview");
+    if (!window.Plotly || !evals.length) { el.replaceChildren(); return; }
+    const names = evals.map(seriesName);
+    const last = evals.map((s) => s.points[s.points.length - 1]);
+    window.Plotly.react(el, [
+      {type: "bar", name: "baseline", x: names, y: last.map((p) => p.baseline), marker: {color: "#cbd5e1"}},
+      {type: "bar", name: "intervened", x: names, y: last.map((p) => p.mean), marker: {color: "#4f46e5"},
+       text: last.map((p) => peakyText(p.peaky_thres)), hovertemplate: "%{x}<br>accuracy %{y:.3f}<br>%{text}<extra></extra>"},
+    ], {title: "accuracy (L = 4..max) at the latest step tested", barmode: "group", yaxis: {range: [0, 1.05]},
+        margin: {b: 140}, height: 380}, config);
+  }
+
+  function drawDetail() {
+    const select = document.getElementById("causal-series");
+    const s = data.series[Number(select.value)];
+    const el = document.getElementById("causal-detail");
+    if (!window.Plotly || !s) { el.replaceChildren(); return; }
+    if (s.points && s.points.length > 1) {
+      const steps = s.points.map((p) => p.step);
+      window.Plotly.react(el, [
+        {x: steps, y: s.points.map((p) => p.baseline), name: "baseline", mode: "lines+markers"},
+        {x: steps, y: s.points.map((p) => p.mean), name: "intervened", mode: "lines+markers"},
+      ], {title: seriesName(s) + " over training", xaxis: {title: "step"}, yaxis: {range: [0, 1.05]}, height: 380}, config);
+    } else if (s.points) {
+      const p = s.points[0];
+      const lengths = Object.keys(p.by_length).sort((a, b) => a - b);
+      window.Plotly.react(el, [
+        {type: "bar", name: "baseline", x: lengths, y: lengths.map((n) => p.baseline_by_length[n]), marker: {color: "#cbd5e1"}},
+        {type: "bar", name: "intervened", x: lengths, y: lengths.map((n) => p.by_length[n]), marker: {color: "#4f46e5"}},
+      ], {title: seriesName(s) + " by length (step " + p.step + "; " + peakyText(p.peaky_thres) + ")",
+          xaxis: {title: "input length L"}, yaxis: {range: [0, 1.05]}, barmode: "group", height: 380}, config);
+    } else if (s.latest.grid) {
+      const r = s.latest;
+      window.Plotly.react(el, [{type: "heatmap", z: r.grid, x: r.positions, y: r.layers.map((l) => "layer " + l),
+                                colorscale: "Viridis"}],
+        {title: seriesName(s) + " (clean " + r.clean.toFixed(2) + ", corrupted " + r.corrupted.toFixed(2) + ")",
+         xaxis: {title: "position"}, height: 380}, config);
+    } else {
+      const r = s.latest;
+      window.Plotly.react(el, [{type: "bar", x: ["probe", "chance"], y: [r.accuracy, r.chance]}],
+        {title: seriesName(s) + " held-out accuracy (step " + r.step + ")", yaxis: {range: [0, 1.05]}, height: 380}, config);
+    }
+  }
+
+  function fill() {
+    document.getElementById("causal-empty").hidden = data.series.length > 0;
+    const select = document.getElementById("causal-series");
+    const kept = select.value;
+    select.replaceChildren(...data.series.map((s, i) => {
+      const option = document.createElement("option");
+      option.value = String(i);
+      text(option, seriesName(s));
+      return option;
+    }));
+    if (kept && Number(kept) < data.series.length) select.value = kept;
+    drawVerdict();
+    drawOverview();
+    drawDetail();
+  }
+
+  async function load() {
+    const response = await fetch(url, {headers: {Accept: "application/json"}, credentials: "same-origin"});
+    if (!response.ok) return null;
+    data = await response.json();
+    fill();
+    return data;
+  }
+
+  function specFromForm(form) {
+    const f = new FormData(form);
+    const spec = {kind: f.get("kind"), role: f.get("role"), metric: f.get("metric"), site: f.get("site"),
+                  together: f.get("together") === "on"};
+    const list = (name) => String(f.get(name) || "").split(",").map((v) => v.trim()).filter(Boolean);
+    if (list("variants").length) spec.variants = list("variants");
+    if (list("heads").length) spec.heads = list("heads");
+    const steps = String(f.get("steps") || "last").trim();
+    spec.steps = /^\d+$/.test(steps) ? Number(steps) : steps;
+    for (const name of ["shift", "source_run", "layer", "length", "rows_per_len"]) {
+      const value = String(f.get(name) || "").trim();
+      if (value !== "") spec[name] = Number(value);
+    }
+    if (spec.kind !== "probe") { delete spec.layer; delete spec.site; }
+    return spec;
+  }
+
+  async function launch(event) {
+    event.preventDefault();
+    const status = document.getElementById("causal-status");
+    text(status, "queueing...");
+    const response = await fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken()},
+      body: JSON.stringify(specFromForm(event.target)),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = Array.isArray(body.detail) ? body.detail.map((d) => (d.loc || []).slice(-1)[0] + ": " + d.msg).join("; ")
+        : (body.errors ? body.errors.map((e) => e.field + ": " + e.message).join("; ") : body.detail || response.statusText);
+      text(status, "refused: " + detail);
+      return;
+    }
+    text(status, "job " + body.job_id + " queued; results appear here as it runs");
+    const before = data ? JSON.stringify(data.series) : "";
+    for (let i = 0; i < 120; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      const now = await load();
+      if (now && JSON.stringify(now.series) !== before) { text(status, "job " + body.job_id + ": new results"); }
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.getElementById("causal-series").addEventListener("change", drawDetail);
+    const form = document.getElementById("causal-form");
+    if (form) form.addEventListener("submit", launch);
+    load();
+  });
+})();

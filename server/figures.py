@@ -129,7 +129,7 @@ def attention_figure(view: SnapshotView, *, layer: int, head: int, overlay: bool
                          "marker": {"symbol": "square-open", "size": 11, "color": OVERLAY[cells.role],
                                     "line": {"width": 2}}, "hoverinfo": "skip"})
     axis = {"tickmode": "array", "tickvals": positions, "ticktext": labels,
-            "tickfont": {"size": 10}}
+            "tickfont": {"size": 10}, "zeroline": False, "showgrid": False}
     return {"data": data, "layout": _layout(f"L{layer}H{head} at step {view.step:,}", height=460,
                                             xaxis={**axis, "title": {"text": "key"}, "tickangle": -60},
                                             yaxis={**axis, "title": {"text": "query"}, "autorange": "reversed"},

@@ -52,7 +52,7 @@
 
   function axis(snapshot, title) {
     return {tickmode: "array", tickvals: snapshot.labels.map((_, i) => i), ticktext: snapshot.labels.map(escapeText),
-            tickfont: {size: 10}, title: {text: title}};
+            tickfont: {size: 10}, title: {text: title}, zeroline: false, showgrid: false};
   }
 
   function render(el, snapshot, opts) {
@@ -85,8 +85,8 @@
                                                               hovertemplate: "L" + l + "H" + h + "<br>%{text}<br>%{z:.3f}<extra></extra>"}));
         if (o.overlay) data.push(...overlayTraces(snapshot, l, xa, ya, false));
         const selected = o.selected && o.selected.layer === l && o.selected.head === h;
-        layout["xaxis" + (i === 1 ? "" : i)] = {showticklabels: false, ticks: ""};
-        layout["yaxis" + (i === 1 ? "" : i)] = {showticklabels: false, ticks: "", autorange: "reversed"};
+        layout["xaxis" + (i === 1 ? "" : i)] = {showticklabels: false, ticks: "", zeroline: false, showgrid: false};
+        layout["yaxis" + (i === 1 ? "" : i)] = {showticklabels: false, ticks: "", autorange: "reversed", zeroline: false, showgrid: false};
         annotations.push({text: (selected ? "<b>" : "") + "L" + l + "H" + h + (selected ? "</b>" : ""),
                           xref: xa + " domain", yref: ya + " domain", x: 0.5, y: 1.12, showarrow: false,
                           font: {size: 11, color: selected ? "#2563eb" : "#1d2330"}});

@@ -17,7 +17,6 @@
   let snapshot = page.snapshot;
   let terminal = page.run.terminal;
   let shownFigureSteps = steps.length;
-  let lastStep = null;
   const $ = (id) => document.getElementById(id);
 
   // ------------------------------------------------------------- attention viewer
@@ -28,6 +27,15 @@
     const ticket = ++pending;  // the latest request wins; older answers are dropped
     const data = await CB.api("/runs/" + runId + "/snapshots/" + state.step + "?probe=" + state.probe);
     if (ticket !== pending) return;
+    if (!snapshot && state.length === null) {  // the first snapshot of a live run: open a readable length
+      const lengths = data.lengths, wanted = Math.min(Math.max(...lengths), 8);
+      const probe = lengths.indexOf(wanted);
+      if (probe > 0 && probe !== state.probe) {
+        state.probe = probe;
+        state.length = wanted;
+        return loadSnapshot();
+      }
+    }
     snapshot = data;
     state.length = data.length;
     drawViewer();
@@ -120,7 +128,6 @@
       const el = $(id);
       if (el) await window.Plotly.react(el, figure.data, figure.layout, CB.plotConfig);
     }
-    bindEmergence.bound || (bindEmergence.bound = true);
   }
 
   // ------------------------------------------------------------- live status
@@ -154,23 +161,32 @@
       const wasTerminal = terminal;
       terminal = run.terminal;
       const grew = run.snapshot_steps.length !== steps.length;
+      const newest = steps[steps.length - 1];
       steps = run.snapshot_steps;
       if (grew) {
-        const following = state.step === null || state.step === undefined || state.step === steps[steps.length - 2]
-          || !snapshot;
+        const following = !snapshot || state.step === null || state.step === undefined || state.step === newest;
         if (following && steps.length) state.step = steps[steps.length - 1];  // follow the newest snapshot
         setSlider();
         if (following) await loadSnapshot();
       }
-      if (grew || run.progress.step !== lastStep || (terminal && !wasTerminal)) {
-        lastStep = run.progress.step;
-        if (grew || terminal) await refreshFigures();
-      }
+      if (grew || (terminal && !wasTerminal)) await refreshFigures();
+      if (terminal && !wasTerminal) await refreshSections();
       document.body.dataset.runStatus = run.status;
     } catch (error) {
       console.warn("poll failed:", error.message);
     }
     if (!terminal) window.setTimeout(poll, POLL_MS);
+  }
+
+  async function refreshSections() {
+    // The summary, lineage and downloads are written when the run ends: take them from the page itself.
+    const response = await fetch(window.location.href, {credentials: "same-origin"});
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    ["summary", "details"].forEach((id) => {
+      const mine = $(id), theirs = fresh.getElementById(id);
+      if (mine && theirs) mine.replaceChildren(...[...theirs.childNodes].map((node) => document.importNode(node, true)));
+    });
   }
 
   // ------------------------------------------------------------- cancel and retry

@@ -151,7 +151,8 @@ def _form(request: Request, access: Access, *, values: dict, preset: str, meta: 
                  custom=init_values(values), errors=errors,
                  presets={name: preset_values(name) for name in PRESETS}, preset_titles=PRESET_TITLES,
                  preset=preset, meta=meta, estimate=estimate, trainable_choices=TRAINABLE_CHOICES,
-                 idempotency_key=uuid.uuid4().hex)
+                 idempotency_key=uuid.uuid4().hex,
+                 numeric_keys=[f.key for _, fields in form_sections(values, {}) for f in fields if f.kind in ("int", "float")])
 
 
 @write.post("/runs/new", response_class=HTMLResponse)

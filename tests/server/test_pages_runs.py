@@ -77,6 +77,8 @@ def test_the_new_run_form_shows_every_field_with_its_bound(app_client):
             assert f'name="{key}"' in html, key
     assert 'name="init_run"' in html and 'value="mlp2"' in html and 'name="idempotency_key"' in html
     assert "1..64" in html and "2..2048" in html
+    axis = re.search(r'<select name="sweep_key1".*?</select>', html, re.S)[0]  # sweep axes: the numeric keys
+    assert '<option value="d_model">' in axis and '<option value="lr">' in axis and 'value="problem"' not in axis
     assert re.search(r'<input name="steps" id="f-steps" value="64000"', html)
     assert "parameters" in re.search(r'id="budget"[^>]*>([^<]*)<', html)[1]
 

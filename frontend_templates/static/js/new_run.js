@@ -61,9 +61,50 @@
       input.addEventListener("change", estimate);
     });
 
-    form.addEventListener("submit", () => {  // one click, one run (the idempotency key covers the rest)
+    function numbers(text) {
+      return text.split(",").map((part) => part.trim()).filter((part) => part !== "").map(Number);
+    }
+
+    function sweepBody() {
+      const axes = {};
+      for (const i of [1, 2]) {
+        const key = document.getElementById("f-sweep_key" + i).value;
+        const values = numbers(document.getElementById("f-sweep_values" + i).value);
+        if (key && values.length) axes[key] = values;
+      }
+      const seeds = numbers(document.getElementById("f-sweep_seeds").value);
+      if (!Object.keys(axes).length && !seeds.length) return null;
+      const overrides = spec();
+      const run = form.querySelector("#f-init_run").value.trim(), step = form.querySelector("#f-init_step").value.trim();
+      if (run || step) overrides.init_from = run + "@" + step;
+      const choice = form.querySelector('input[name="trainable_choice"]:checked');
+      overrides.trainable = choice && choice.value === "custom" ? modules.value.trim() : (choice ? choice.value : "all");
+      return {name: form.querySelector("input[name=name]").value.trim() || null, overrides, axes,
+              seeds: seeds.length ? seeds : null};
+    }
+
+    form.addEventListener("submit", async (event) => {
       const button = document.getElementById("launch");
-      window.setTimeout(() => { button.disabled = true; }, 0);
+      const sweep = sweepBody();
+      if (sweep) {  // a grid of runs: the sweep API queues it, and its page follows it
+        event.preventDefault();
+        const box = document.getElementById("sweep-errors");
+        button.disabled = true;
+        try {
+          const created = await CB.post("/sweeps", sweep);
+          window.location.href = created.url;
+        } catch (error) {
+          const data = error.data || {};
+          const list = data.errors || (Array.isArray(data.detail) ? data.detail : []);
+          box.textContent = "Nothing was queued: " + (list.length
+            ? list.map((e) => (e.field || (e.loc || []).join(".")) + ": " + (e.message || e.msg)).join("; ")
+            : error.message);
+          box.hidden = false;
+          button.disabled = false;
+        }
+        return;
+      }
+      window.setTimeout(() => { button.disabled = true; }, 0);  // one click, one run (the idempotency key covers the rest)
     });
   });
 })();

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 from typing import Annotated, Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from server.views.schemas import (
     BudgetView,
     Created,
     ErrorBody,
+    FigureSet,
     JobAction,
     Metrics,
     RunDetail,
@@ -143,7 +143,7 @@ def get_snapshot(request: Request, run_id: RunId, step: Step, access: Annotated[
         return error(404, str(exc))
 
 
-@read.get("/runs/{run_id}/figures", responses=ERRORS, summary="The run page's plotly figures (for live updates)")
+@read.get("/runs/{run_id}/figures", response_model=FigureSet, responses=ERRORS, summary="The run page's plotly figures (for live updates)")
 def get_figures(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
                 session: Annotated[Session, Depends(deps.read_session)],
                 score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Any:
@@ -152,7 +152,8 @@ def get_figures(request: Request, run_id: RunId, access: Annotated[Access, Depen
         run = views.get_run(session, run_id=run_id)
     except views.NotFound as exc:
         return error(404, str(exc))
-    return JSONResponse(run_figures(crud.get_metrics(session, run_id=run_id), run.summary or {}, score=score))
+    rows = views.figure_rows(session, run_id=run_id, score=score)
+    return json_response(request, FigureSet(figures=run_figures(rows, run.summary or {}, score=score)))
 
 
 def run_figures(rows: list, summary: dict, *, score: str) -> dict[str, dict]:

@@ -318,14 +318,22 @@ def score_matrix(rows: Sequence[tuple[str, int, float]], *, role: str, score: st
             "z": [[cells[h].get(step) for step in ordered_steps] for h in heads]}
 
 
-def figure_rows(session: Session, *, run_id: int, score: str) -> list[tuple[str, int, float]]:
-    """The metric rows the run page draws: losses, accuracies, and whole-probe-set scores of ``score``
-    and ``peaky_thres`` (per-length scores, most of the table, are left in the database)."""
-    from core.db.models import Metric
+def figure_keys(spec: dict, *, score: str) -> list[str]:
+    """The metric keys the run page draws, from the run's spec: the loss, sequence accuracy (mean and
+    per length, both splits) and the whole-probe-set ``score`` and ``peaky_thres`` of every head."""
+    longest = max(int(spec.get("max_len") or 1), int(spec.get("test_max_len") or 0))
+    keys = ["train/loss"]
+    for split in ("train", "test"):
+        keys += [f"{split}/seq_acc"] + [f"{split}/seq_acc/L{n}" for n in range(1, longest + 1)]
+    for role in ROLES:
+        for name in sorted({score, "peaky_thres"}):
+            keys += [f"score/{role}/{name}/L{layer}H{head}" for layer in range(int(spec.get("n_layers") or 1))
+                     for head in range(int(spec.get("n_heads") or 1))]
+    return keys
 
-    wanted = or_(Metric.key.startswith("train/"), Metric.key.startswith("test/"),
-                 *(Metric.key.startswith(f"score/{role}/{name}/") for role in ROLES for name in {score, "peaky_thres"}))
-    query = (select(Metric.key, Metric.step, Metric.value)
-             .where(Metric.run_id == run_id, wanted, Metric.key.not_like("%/len%")))
-    return sorted(((k, s, math.nan if v is None else v) for k, s, v in session.execute(query)),
-                  key=lambda row: (row[0], row[1]))
+
+def figure_rows(session: Session, *, run_id: int, score: str) -> list[tuple[str, int, float]]:
+    """The metric rows the run page draws (``figure_keys``), read through the metrics primary key;
+    per-length scores, most of the table, stay in the database."""
+    run = get_run(session, run_id=run_id)
+    return crud.get_metrics(session, run_id=run_id, keys=figure_keys(run.spec or {}, score=score))

@@ -195,3 +195,9 @@ class BudgetView(BaseModel):
     flops_per_step: int
     tokens_per_step: int
     text: str  # "0.81 M parameters · 310 MB to train · about 7 min on a CPU"
+
+
+class FigureSet(BaseModel):
+    """The run page's plotly figure dicts, by the id of the element that draws each."""
+
+    figures: dict[str, dict[str, Any]]

@@ -163,7 +163,7 @@ def test_metrics_long_form_and_series(app_client, trained_run):
 
 
 def test_figures_for_live_updates(app_client, trained_run):
-    figs = app_client.get(f"/api/runs/{trained_run}/figures", params={"score": "mul"}).json()
+    figs = app_client.get(f"/api/runs/{trained_run}/figures", params={"score": "mul"}).json()["figures"]
     assert {"fig-loss", "fig-acc-test", "fig-emergence-iteration"} <= set(figs)
     emergence = figs["fig-emergence-iteration"]["data"][0]
     assert emergence["x"] == [0, 10, 20] and emergence["y"] == ["L0H0", "L1H0"]

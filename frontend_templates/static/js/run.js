@@ -123,7 +123,7 @@
   }
 
   async function refreshFigures() {
-    const figs = await CB.api("/runs/" + runId + "/figures?score=" + state.score);
+    const figs = (await CB.api("/runs/" + runId + "/figures?score=" + state.score)).figures;
     for (const [id, figure] of Object.entries(figs)) {
       const el = $(id);
       if (el) await window.Plotly.react(el, figure.data, figure.layout, CB.plotConfig);

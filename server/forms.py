@@ -109,10 +109,11 @@ def init_values(spec: Mapping[str, Any]) -> dict[str, str]:
             "trainable_modules": trainable if choice == "custom" else ""}
 
 
-def parse_form(form: Mapping[str, str]) -> tuple[SubmitRequest | None, dict[str, str], dict[str, Any]]:
+def parse_form(form: Mapping[str, str]) -> tuple[SubmitRequest, dict[str, str], dict[str, Any]]:
     """A posted form -> (request, errors by field, the typed flat spec as far as it parsed).
 
-    ``request`` is None when any field failed to parse; the errors then name each such field.
+    With errors, ``request`` holds the fields that did parse (the others at their defaults), to be
+    checked for more problems but never submitted.
     """
     flat: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -139,6 +140,6 @@ def parse_form(form: Mapping[str, str]) -> tuple[SubmitRequest | None, dict[str,
     tags = [tag.strip() for tag in str(form.get("tags", "")).split(",") if tag.strip()]
     meta = {"name": str(form.get("name", "")).strip()[:200] or None, "tags": tags,
             "notes": str(form.get("notes", ""))[:10_000], "idempotency_key": str(form.get("idempotency_key", "")).strip()[:100] or None}
-    if errors:
-        return None, errors, flat
+    if errors:  # what did parse is still checked, so every bad field is named at once
+        return SubmitRequest(spec={k: v for k, v in flat.items() if k not in errors}, **meta), errors, flat
     return SubmitRequest(spec=flat, **meta), errors, flat

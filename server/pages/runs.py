@@ -25,7 +25,7 @@ from server.access import Access, get_access
 from server.api.runs import run_figures
 from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, parse_form
 from server.views import runs as views
-from server.views.submit import budget, submit
+from server.views.submit import budget, problems, submit
 
 read = APIRouter(include_in_schema=False)
 write = APIRouter(include_in_schema=False)
@@ -159,12 +159,16 @@ def _form(request: Request, access: Access, *, values: dict, preset: str, meta: 
 async def new_run_submit(request: Request, access: Annotated[Access, Depends(get_access)]) -> Response:
     access.require_owner()
     form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
-    parsed, errors, flat = parse_form(form)
+    request_, errors, flat = parse_form(form)
     preset = form.get("preset") if form.get("preset") in PRESETS else None
     meta = {"name": form.get("name", ""), "tags": form.get("tags", ""), "notes": form.get("notes", "")}
-    if parsed is not None:
+    engine = request.app.state.engine
+    if errors:
+        for field, message in problems(engine, request_):
+            errors.setdefault(field, message)
+    else:
         try:
-            queued = submit(request.app.state.engine, request.app.state.settings, parsed, preset=preset)
+            queued = submit(engine, request.app.state.settings, request_, preset=preset)
         except SpecError as exc:
             errors = {field: message for field, message in reversed(exc.errors)}  # the first message per field wins
         else:

@@ -23,7 +23,7 @@ from core.db import crud
 from core.db.session import session_scope
 from core.presets import get_preset
 from core.settings import Settings
-from core.specs import RunSpec, SpecError, estimate_budget
+from core.specs import RunSpec, SpecError, estimate_budget, parse_init_from
 from core.submit import Queued, dispatch, submit_run
 from server.views.schemas import BudgetView
 
@@ -65,18 +65,35 @@ def check_tags(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(cleaned))
 
 
-def check_init_from(session: Session, spec: RunSpec) -> None:
-    """``init_from`` must name a run and a step at which it has a checkpoint."""
-    source = spec.train.init_source
-    if source is None:
+def check_init_from(session: Session, init_from: str | None) -> None:
+    """``init_from`` ("RUN@STEP") must name a run and a step at which it has a checkpoint."""
+    if not init_from:
         return
-    run_id, step = source
+    run_id, step = parse_init_from(init_from)
     if crud.get_run(session, run_id=run_id) is None:
-        raise SpecError([("init_from", f"there is no run {run_id} (got {spec.train.init_from!r})")])
+        raise SpecError([("init_from", f"there is no run {run_id} (got {init_from!r})")])
     steps = crud.checkpoint_steps(session, run_id=run_id)
     if step not in steps:
         shown = ", ".join(str(s) for s in steps[-12:]) or "none yet"
         raise SpecError([("init_from", f"run {run_id} has no checkpoint at step {step}; its checkpoint steps: {shown}")])
+
+
+def problems(engine: Engine, request: SubmitRequest) -> list[tuple[str, str]]:
+    """Every (field, message) that would stop ``submit``, without queueing anything."""
+    found: list[tuple[str, str]] = []
+    for check in (lambda: resolve_spec(request), lambda: check_tags(request.tags)):
+        try:
+            check()
+        except SpecError as exc:
+            found += exc.errors
+    init_from = {**(request.spec or {}), **request.overrides}.get("init_from")
+    if isinstance(init_from, str) and not any(field == "init_from" for field, _ in found):
+        try:
+            with session_scope(engine, readonly=True) as session:
+                check_init_from(session, init_from)
+        except SpecError as exc:
+            found += exc.errors
+    return found
 
 
 def submit(engine: Engine, settings: Settings, request: SubmitRequest, *, preset: str | None = None) -> Queued:
@@ -88,7 +105,7 @@ def submit(engine: Engine, settings: Settings, request: SubmitRequest, *, preset
     tags = check_tags(request.tags)
     try:
         with session_scope(engine) as session:
-            check_init_from(session, spec)
+            check_init_from(session, spec.train.init_from)
             queued = submit_run(session, spec=spec, name=(request.name or "").strip() or None, preset=request.preset or preset,
                                 key=request.idempotency_key, tags=tags, notes=request.notes)
     except IntegrityError:

@@ -109,7 +109,9 @@ def test_bad_form_values_come_back_with_the_message_and_queue_nothing(app_client
     response = app_client.post("/runs/new", data=form, follow_redirects=False)
     assert response.status_code == 422
     html = response.text
-    assert re.search(r'data-error-for="lr">must be a number', html)
+    assert re.search(r'data-error-for="lr">must be a number', html)  # every bad field at once:
+    assert re.search(r'data-error-for="d_model">must be &lt;= 2048', html)
+    assert re.search(r'data-error-for="init_from">there is no run 999999', html)
     assert 'value="fast"' in html  # what was typed stays in the field
     assert app_client.get("/api/runs", params={"tag": unique_tag}).json()["total"] == 0
     spec_only = app_client.post("/runs/new", data=form_of(app_client, tags=unique_tag, d_model="65536"))

@@ -5,6 +5,18 @@ written out here even where it equals a default, so a changed default never chan
 ``fast-*`` presets trade faithfulness for a model that learns in minutes on a laptop CPU: the
 same data, norm and parameter count, with 4 heads per layer, shuffled batches, a higher learning
 rate with warmup and cosine decay, and no dropout (README, "Presets", has the measurements).
+
+``fast-parity-transfer`` is the paper's transfer comparison (parity from scratch vs parity
+fine-tuned from a polynomial checkpoint) as one preset with a finer evaluation grid, so
+compute-to-accuracy reads off the curves; what it starts from is an override:
+
+    circuitboard train --preset fast-parity-transfer                                 # from scratch
+    circuitboard train --preset fast-parity-transfer --set init_from=1@3000          # from run 1's weights
+    circuitboard train --preset fast-parity-transfer --set init_from=1@3000 --set trainable=mlp2
+    ... --set trainable=embed,blocks,ln_final,unembed                                # all but positions
+
+``init_from`` loads the parent's weights only: the optimizer (Adam moments) and the schedule start
+fresh, and the run records its lineage (``parent_run_id``, ``parent_step``).
 """
 
 from collections.abc import Mapping
@@ -63,12 +75,18 @@ _FAST = {  # calibrated on this 2-core CPU; README "Presets" gives the measureme
     "eval_rows_per_len": 128,  # intermediate evaluations on 128 rows per length; the last one is whole
 }
 
+_TRANSFER = {  # a shorter budget and evaluations every 100 steps: steps-to-0.99 to within 100
+    "steps": 1500,
+    "eval_every": 100,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-polynomial": _paper("polynomial"),
     "paper-parity": _paper("parity"),
     "paper-binary-copy": _paper("binary_copy"),
     "fast-polynomial": {**_paper("polynomial"), **_FAST},
     "fast-parity": {**_paper("parity"), **_FAST},
+    "fast-parity-transfer": {**_paper("parity"), **_FAST, **_TRANSFER},
 }
 
 PRESET_TITLES = {
@@ -77,6 +95,7 @@ PRESET_TITLES = {
     "paper-binary-copy": "paper: binary copy",
     "fast-polynomial": "fast: polynomial iteration (minutes on a CPU)",
     "fast-parity": "fast: parity (minutes on a CPU)",
+    "fast-parity-transfer": "fast: parity for the transfer comparison (add init_from=RUN@STEP, trainable=mlp2)",
 }
 
 

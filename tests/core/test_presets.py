@@ -49,7 +49,7 @@ def test_paper_presets_write_every_paper_value_out(name):
 @pytest.mark.parametrize("name", PRESETS)
 def test_every_preset_validates_and_has_a_title(name):
     spec = preset_spec(name)
-    assert spec.problem.problem == name.split("-", 1)[1].replace("-", "_")
+    assert spec.problem.problem == name.split("-", 1)[1].removesuffix("-transfer").replace("-", "_")
     assert PRESET_TITLES[name]
     assert set(PRESET_TITLES) == set(PRESETS)
 
@@ -82,3 +82,12 @@ def test_unknown_preset_lists_the_known_ones():
 def test_bad_override_on_a_preset_is_a_spec_error():
     with pytest.raises(SpecError, match=r"^d_model: must be <= 2048 \(got 65536\)$"):
         preset_spec("fast-polynomial", {"d_model": 65536})
+
+
+def test_the_transfer_preset_is_fast_parity_with_a_finer_grid_and_takes_a_parent():
+    transfer, parity = get_preset("fast-parity-transfer"), get_preset("fast-parity")
+    assert {k: v for k, v in transfer.items() if parity.get(k) != v} == {"steps": 1500, "eval_every": 100}
+    spec = preset_spec("fast-parity-transfer", {"init_from": "1@3000", "trainable": "mlp2"})
+    assert spec.train.init_source == (1, 3000) and spec.train.trainable_modules == ("blocks.1.mlp",)
+    frozen_positions = preset_spec("fast-parity-transfer", {"trainable": "embed,blocks,ln_final,unembed"})
+    assert "pos_embed" not in frozen_positions.train.trainable_modules

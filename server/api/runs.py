@@ -75,10 +75,6 @@ def json_response(request: Request, model: BaseModel) -> Response:
     return Response(body, media_type="application/json")
 
 
-def _visible(access: Access, run_id: int) -> None:
-    access.require_run(run_id)
-
-
 # ---------------------------------------------------------------- reads
 
 
@@ -99,7 +95,7 @@ def list_runs(access: Annotated[Access, Depends(get_access)], session: Annotated
 @read.get("/runs/{run_id}", response_model=RunDetail, responses=ERRORS, summary="One run")
 def get_run(run_id: RunId, access: Annotated[Access, Depends(get_access)],
             session: Annotated[Session, Depends(deps.read_session)]) -> Any:
-    _visible(access, run_id)
+    access.require_run(run_id)
     try:
         return views.run_detail(session, run_id=run_id)
     except views.NotFound as exc:
@@ -112,7 +108,7 @@ def get_metrics(request: Request, run_id: RunId, access: Annotated[Access, Depen
                 keys: Annotated[str | None, Query(max_length=5000, description="comma-separated metric keys")] = None,
                 prefix: Annotated[str | None, Query(max_length=200, description="e.g. test/ or score/iteration/")] = None,
                 format: Annotated[str, Query(pattern="^(long|series)$")] = "long") -> Any:
-    _visible(access, run_id)
+    access.require_run(run_id)
     wanted = [key.strip() for key in keys.split(",") if key.strip()] if keys else None
     try:
         return json_response(request, views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix,
@@ -124,7 +120,7 @@ def get_metrics(request: Request, run_id: RunId, access: Annotated[Access, Depen
 @read.get("/runs/{run_id}/snapshots", response_model=SnapshotSteps, responses=ERRORS, summary="Snapshot steps")
 def get_snapshot_steps(run_id: RunId, access: Annotated[Access, Depends(get_access)],
                        session: Annotated[Session, Depends(deps.read_session)]) -> Any:
-    _visible(access, run_id)
+    access.require_run(run_id)
     try:
         return SnapshotSteps(run_id=run_id, steps=views.snapshot_steps(session, run_id=run_id))
     except views.NotFound as exc:
@@ -136,7 +132,7 @@ def get_snapshot_steps(run_id: RunId, access: Annotated[Access, Depends(get_acce
 def get_snapshot(request: Request, run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
                  session: Annotated[Session, Depends(deps.read_session)],
                  probe: Annotated[int, Query(ge=0, le=100_000, description="index in the probe set")] = 0) -> Any:
-    _visible(access, run_id)
+    access.require_run(run_id)
     try:
         return json_response(request, views.snapshot_view(session, run_id=run_id, step=step, probe=probe))
     except views.NotFound as exc:
@@ -147,7 +143,7 @@ def get_snapshot(request: Request, run_id: RunId, step: Step, access: Annotated[
 def get_figures(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
                 session: Annotated[Session, Depends(deps.read_session)],
                 score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Any:
-    _visible(access, run_id)
+    access.require_run(run_id)
     try:
         run = views.get_run(session, run_id=run_id)
     except views.NotFound as exc:
@@ -180,7 +176,7 @@ def _attachment(body: bytes, filename: str, media_type: str) -> Response:
 @read.get("/runs/{run_id}/download/metrics.json", responses=ERRORS, summary="Download every metric (long form)")
 def download_metrics(run_id: RunId, access: Annotated[Access, Depends(get_access)],
                      session: Annotated[Session, Depends(deps.read_session)]) -> Response:
-    _visible(access, run_id)
+    access.require_run(run_id)
     try:
         body = views.metrics(session, run_id=run_id).model_dump_json().encode()
     except views.NotFound as exc:
@@ -192,7 +188,7 @@ def download_metrics(run_id: RunId, access: Annotated[Access, Depends(get_access
           summary="Download every snapshot (numpy npz: step_<n> [probe, layer, head, query, key] float16)")
 def download_snapshots(run_id: RunId, access: Annotated[Access, Depends(get_access)],
                        session: Annotated[Session, Depends(deps.read_session)]) -> Response:
-    _visible(access, run_id)
+    access.require_run(run_id)
     try:
         arrays = views.all_snapshots(session, run_id=run_id)
     except views.NotFound as exc:
@@ -207,7 +203,7 @@ def download_snapshots(run_id: RunId, access: Annotated[Access, Depends(get_acce
 def download_checkpoint(run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
                         session: Annotated[Session, Depends(deps.read_session)],
                         kind: Annotated[str | None, Query(pattern="^(weights|resume)$")] = None) -> Response:
-    _visible(access, run_id)
+    access.require_run(run_id)
     kinds = [kind] if kind else [CheckpointKind.WEIGHTS.value, CheckpointKind.RESUME.value]
     for each in kinds:
         try:

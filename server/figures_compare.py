@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from core.problems import tokens as T
 from core.snapshots import real_width
+from server.figures import ATTENTION_SCALE
+from server.views.runs import token_label
 
-MARKERS = {T.POLYNOMIAL: "poly", T.PARITY: "parity", T.BINARY_COPY: "copy", T.BEGIN: "BoS",
-           T.EOI: "EoI", T.EOS: "EoS"}
 RUN_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea")
 DIVERGING = "RdBu"  # plotly's RdBu runs blue (low) to red (high): red where A attends more, blue where B does
 
@@ -35,8 +34,8 @@ def run_title(run_id: int, name: str | None) -> str:
 
 
 def token_labels(tokens: Sequence[int], length: int) -> list[str]:
-    """The real tokens of one probe sequence as axis labels, each made unique by its position."""
-    return [f"{i}:{MARKERS.get(int(t), str(int(t)))}" for i, t in enumerate(list(tokens)[:real_width(length)])]
+    """The real tokens of one probe sequence as axis labels, as the run page writes them ("x2=1", "EoI")."""
+    return [token_label(int(t), i, length) for i, t in enumerate(list(tokens)[:real_width(length)])]
 
 
 def linked_step(steps: Sequence[int], *, step: int, reference_total: int, total: int, mode: str) -> int | None:
@@ -84,7 +83,7 @@ def _heatmap_layout(title: str, labels: Sequence[str]) -> dict:
 
 def attention_figure(z: Sequence[Sequence[float]], labels: Sequence[str], title: str) -> dict:
     """Heatmap of attention weights (0..1): query rows, key columns."""
-    trace = {"type": "heatmap", "z": z, "zmin": 0, "zmax": 1, "colorscale": "Viridis",
+    trace = {"type": "heatmap", "z": z, "zmin": 0, "zmax": 1, "colorscale": ATTENTION_SCALE,
              "hovertemplate": "query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"}
     return {"data": [trace], "layout": _heatmap_layout(title, labels)}
 

@@ -1,7 +1,7 @@
 """Launch a run from the form and watch it live, in Chromium against a live server and worker.
 
 Fill the New-run form from a preset (overridden down to a tiny spec), launch; the run page shows it
-QUEUED; only then does a local worker start, and the page follows the run to SUCCEEDED without a
+QUEUED; cancel and retry work from its buttons; only then does a local worker start, and the page follows the run to SUCCEEDED without a
 reload; moving the step slider redraws the attention heatmap and writes the step into the URL.
 The run is named with a script tag: no dialog may open. Screenshots go to /tmp/screens/.
 """
@@ -43,6 +43,12 @@ def test_launch_watch_and_scrub(live_url, start_worker, page):
     assert page.text_content("[data-live=status]") == "QUEUED"
     assert page.text_content(".run-name") == NAME  # shown as text, never run
     page.evaluate("() => { window.__sameDocument = true; }")
+
+    page.click("#cancel")  # a fetch POST with the page's CSRF header; the page follows without reload
+    page.wait_for_function("() => document.body.dataset.runStatus === 'CANCELLED'")
+    assert page.is_hidden("#cancel") and page.is_visible("#retry")
+    page.click("#retry")
+    page.wait_for_function("() => document.body.dataset.runStatus === 'QUEUED'")
 
     start_worker()
     page.wait_for_function("() => document.body.dataset.runStatus === 'SUCCEEDED'", timeout=60_000)

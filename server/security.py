@@ -8,7 +8,10 @@ One ASGI middleware (``Guard``) applies, in this order, to every HTTP request:
    (/s/...), /static, /vendor, /healthz and /login needs it: API clients send
    ``Authorization: Bearer <token>``; browsers log in once at /login and carry a signed, HttpOnly,
    SameSite=Lax cookie. Pages redirect to /login, API calls get 401 JSON. Without a token (the
-   loopback default) the dashboard is open.
+   loopback default) the dashboard is open, but only to requests addressed to a loopback name
+   (Host ``localhost``, ``127.0.0.1``, ``[::1]``): a web page elsewhere cannot reach it by pointing
+   one of its own names at 127.0.0.1 (DNS rebinding), and a server opened to the network without a
+   token answers 403 until one is set.
 3. **Share links change nothing.** Any POST/PUT/PATCH/DELETE under /s/ is 403.
 4. **CSRF.** Every state change must carry the page's CSRF token, in the header ``X-CSRF-Token``
    (JS ``fetch``) or the form field ``csrf_token`` (HTML forms). The token is an HMAC, keyed with
@@ -50,6 +53,7 @@ LOGIN_MAX_AGE = 30 * 24 * 3600
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_PREFIXES = ("/s/", "/static/", "/vendor/")
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/favicon.ico"})
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "testserver"})  # testserver: Starlette's TestClient
 SEED_SCOPE_KEY = "circuitboard.csrf_seed"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
@@ -125,6 +129,10 @@ class Guard:
             await _json(send, 413, f"request body larger than {self.settings.max_body_bytes} bytes")
             return
         bearer = headers.get("authorization", "").lower().startswith("bearer ")
+        if not self.settings.auth_token and path != "/healthz" and not _loopback(headers.get("host", "")):
+            await _json(send, 403, "this dashboard has no login (CIRCUITBOARD_AUTH_TOKEN is unset), so it answers "
+                                   "only to localhost; set a token to serve it to other hosts")
+            return
         if self.settings.auth_token and not _public(path) and not self._logged_in(headers, cookies):
             if method in ("GET", "HEAD") and not path.startswith("/api/") and path != "/openapi.json":
                 query = scope.get("query_string", b"").decode("latin-1")
@@ -177,6 +185,16 @@ class Guard:
             await send(message)
 
         return decorated
+
+
+def _loopback(host: str) -> bool:
+    """Is the Host header (``name[:port]``, ``[v6]:port``) a loopback name?"""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.split(":")[0]
+    return name in LOOPBACK_HOSTS or name.startswith("127.")
 
 
 def _public(path: str) -> bool:

@@ -46,6 +46,19 @@ def test_loopback_without_token_is_open(open_client):
     assert open_client.get("/runs/1/shares").status_code == 200
 
 
+def test_without_a_token_only_loopback_names_are_served(open_client):
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert open_client.get("/api/runs/1/shares", headers={"Host": host}).status_code == 200
+    for host in ("evil.example", "evil.example:8000", "192.168.1.5:8000"):  # a rebound name, a LAN address
+        assert open_client.get("/runs/1/shares", headers={"Host": host}).status_code == 403
+    assert open_client.get("/healthz", headers={"Host": "evil.example"}).status_code == 200
+
+
+def test_with_a_token_any_host_may_log_in(locked_client):
+    headers = {"Host": "lab.example.org", "Authorization": f"Bearer {TOKEN}"}
+    assert locked_client.get("/api/runs/1/shares", headers=headers).status_code == 200
+
+
 def test_with_a_token_api_calls_need_it(locked_client):
     response = locked_client.get("/api/runs/1/shares")
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from core.names import ROLES
 from core.summary import EMERGED, ROLE_TITLES
+from server.views.runs import score_matrix, series
 from server.views.schemas import Series, SnapshotView
 
 FONT = {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 12}
@@ -42,6 +43,20 @@ def _layout(title: str, **extra) -> dict:
 def _line(series: Series, name: str, **style) -> dict:
     return {"type": "scatter", "mode": "lines", "x": list(series.steps), "y": list(series.values),
             "name": escape(name), **style}
+
+
+def run_figures(rows: Sequence[tuple[str, int, float]], summary: Mapping, *, score: str) -> dict[str, dict]:
+    """Every curve and matrix of the run page, by the id of its element (the page and its live update share it).
+
+    ``rows`` are the run's (key, step, value) metrics (``server.views.runs.figure_rows``).
+    """
+    by_key = series(rows)
+    out = {"fig-loss": loss_figure(by_key), "fig-acc-test": accuracy_figure(by_key, split="test"),
+           "fig-acc-train": accuracy_figure(by_key, split="train"),
+           "fig-peaky": peakiness_figure(by_key, (summary or {}).get("heads", {}))}
+    for role in ROLES:
+        out[f"fig-emergence-{role}"] = emergence_figure(score_matrix(rows, role=role, score=score), role=role, score=score)
+    return out
 
 
 def loss_figure(series: Mapping[str, Series]) -> dict:

@@ -149,21 +149,7 @@ def get_figures(request: Request, run_id: RunId, access: Annotated[Access, Depen
     except views.NotFound as exc:
         return error(404, str(exc))
     rows = views.figure_rows(session, run_id=run_id, score=score)
-    return json_response(request, FigureSet(figures=run_figures(rows, run.summary or {}, score=score)))
-
-
-def run_figures(rows: list, summary: dict, *, score: str) -> dict[str, dict]:
-    """Every curve and matrix of the run page, by element id (the page and the live update share it)."""
-    series = views.series(rows)
-    heads = (summary or {}).get("heads", {})
-    out = {"fig-loss": figures.loss_figure(series),
-           "fig-acc-test": figures.accuracy_figure(series, split="test"),
-           "fig-acc-train": figures.accuracy_figure(series, split="train"),
-           "fig-peaky": figures.peakiness_figure(series, heads)}
-    for role in ("eoi_locator", "iteration"):
-        matrix = views.score_matrix(rows, role=role, score=score)
-        out[f"fig-emergence-{role}"] = figures.emergence_figure(matrix, role=role, score=score)
-    return out
+    return json_response(request, FigureSet(figures=figures.run_figures(rows, run.summary or {}, score=score)))
 
 
 # ---------------------------------------------------------------- downloads

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from core.db import crud
@@ -22,7 +23,6 @@ from core.specs import FLAT_FIELDS, RunSpec, SpecError
 from core.summary import ROLE_TITLES
 from server import deps, figures
 from server.access import Access, get_access
-from server.api.runs import run_figures
 from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, parse_form
 from server.views import runs as views
 from server.views.submit import budget, problems, submit
@@ -88,7 +88,7 @@ def run_page(request: Request, run_id: int, access: Annotated[Access, Depends(ge
     page_data = {"api_base": access.url("/api"), "readonly": access.readonly, "state": state,
                  "run": {"id": run.id, "status": run.status, "terminal": run.terminal, "snapshot_steps": run.snapshot_steps},
                  "snapshot": snapshot.model_dump(mode="json") if snapshot else None}
-    return _page(request, "run.html", access, run=run, figures=run_figures(rows, run.summary, score=score),
+    return _page(request, "run.html", access, run=run, figures=figures.run_figures(rows, run.summary, score=score),
                  snapshot=snapshot, focus=focus, state=state, scores=SCORE_NAMES, role_titles=ROLE_TITLES,
                  page_data=page_data)
 
@@ -147,28 +147,34 @@ def _form(request: Request, access: Access, *, values: dict, preset: str, meta: 
         estimate = budget(RunSpec.from_flat(values)).text
     except (SpecError, TypeError):
         estimate = None
-    return _page(request, "new_run.html", access, status_code=status_code, sections=form_sections(values, errors),
+    sections = form_sections(values, errors)
+    return _page(request, "new_run.html", access, status_code=status_code, sections=sections,
                  custom=init_values(values), errors=errors,
                  presets={name: preset_values(name) for name in PRESETS}, preset_titles=PRESET_TITLES,
                  preset=preset, meta=meta, estimate=estimate, trainable_choices=TRAINABLE_CHOICES,
                  idempotency_key=uuid.uuid4().hex,
-                 numeric_keys=[f.key for _, fields in form_sections(values, {}) for f in fields if f.kind in ("int", "float")])
+                 numeric_keys=[f.key for _, fields in sections for f in fields if f.kind in ("int", "float")])
 
 
 @write.post("/runs/new", response_class=HTMLResponse)
 async def new_run_submit(request: Request, access: Annotated[Access, Depends(get_access)]) -> Response:
     access.require_owner()
     form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
-    request_, errors, flat = parse_form(form)
+    return await run_in_threadpool(_submit_form, request, access, form)  # the database work blocks
+
+
+def _submit_form(request: Request, access: Access, form: dict[str, str]) -> Response:
+    """Queue the posted run and redirect to it, or show the form again with every problem (422)."""
+    parsed, errors, flat = parse_form(form)
     preset = form.get("preset") if form.get("preset") in PRESETS else None
     meta = {"name": form.get("name", ""), "tags": form.get("tags", ""), "notes": form.get("notes", "")}
     engine = request.app.state.engine
     if errors:
-        for field, message in problems(engine, request_):
+        for field, message in problems(engine, parsed):
             errors.setdefault(field, message)
     else:
         try:
-            queued = submit(engine, request.app.state.settings, request_, preset=preset)
+            queued = submit(engine, request.app.state.settings, parsed, preset=preset)
         except SpecError as exc:
             errors = {field: message for field, message in reversed(exc.errors)}  # the first message per field wins
         else:

@@ -72,3 +72,12 @@ def test_attention_labels_are_escaped_in_ticks_and_hover():
     fig = figures.attention_figure(view(), layer=0, head=0)
     assert "x1=&lt;b&gt;" in fig["layout"]["xaxis"]["ticktext"]
     assert "<b>" not in str(fig["data"][0]["text"]) and "x1=&lt;b&gt;" in fig["data"][0]["text"][1][1]
+
+
+def test_run_figures_builds_every_element_of_the_run_page():
+    rows = [("train/loss", 1, 2.0), ("test/seq_acc/L3", 10, 0.5), ("score/iteration/mul/L1H0", 10, 0.4)]
+    figs = figures.run_figures(rows, {"heads": {}}, score="mul")
+    assert set(figs) == {"fig-loss", "fig-acc-test", "fig-acc-train", "fig-peaky", "fig-emergence-eoi_locator",
+                         "fig-emergence-iteration"}
+    assert figs["fig-emergence-iteration"]["data"][0]["z"] == [[0.4]]
+    assert figs["fig-emergence-eoi_locator"]["data"][0]["z"] == []

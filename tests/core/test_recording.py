@@ -263,3 +263,12 @@ def test_a_write_failing_for_another_reason_is_not_retried(sqlite_engine):
     with pytest.raises(IntegrityError):
         transact(sqlite_engine, fail)
     assert len(calls) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows the device choice by CUDA's absence")
+def test_the_workers_device_applies_only_when_the_spec_names_none(sqlite_engine):
+    unpinned = new_run(sqlite_engine, steps=2)
+    with pytest.raises(TrainingError, match="device 'cuda:0' requested but CUDA is not available"):
+        execute_training(sqlite_engine, unpinned, device="cuda:0")  # the worker's device was used
+    pinned = new_run(sqlite_engine, steps=2, device="cpu")
+    assert execute_training(sqlite_engine, pinned, device="cuda:0") == "SUCCEEDED"  # the spec's device wins

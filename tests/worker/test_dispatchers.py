@@ -6,7 +6,8 @@
 - ``celery``: PostgreSQL, a private ``redis-server`` and ``circuitboard worker --broker ...``, a real
   Celery worker (solo pool), with jobs published by ``core.submit.dispatch``.
 
-Celery-only tests: a forged message, a Redis restart mid-run, and a graceful SIGTERM.
+Celery-only tests: a 2x2 sweep (its cells published by the worker that expands it), a forged
+message, a Redis restart mid-run, and a graceful SIGTERM.
 Leases are 3 s, heartbeats 1 s, re-publishing after 2 s (tests/worker/support.py).
 """
 
@@ -25,8 +26,8 @@ from core.db import crud, jobs
 from core.db.session import session_scope
 from core.names import EXECUTE_JOB_TASK
 from core.settings import Settings
-from core.specs import SweepSpec
-from core.submit import dispatch
+from core.specs import RunSpec, SweepSpec
+from core.submit import dispatch, submit_run
 from core.sweeps import create_sweep, sweep_cells
 from tests.conftest import fresh_schema
 from tests.worker.support import (
@@ -43,7 +44,7 @@ from tests.worker.support import (
 )
 
 QUICK = {**FAST, "steps": 10}  # snapshots at 0 and 10, resume checkpoints at 5 and 10
-MEDIUM = {**SLOW, "steps": 14}  # an evaluation every step: long enough to act mid-run
+MEDIUM = {**SLOW, "steps": 12}  # an evaluation every step: long enough to act mid-run
 TINY_SWEEP = {"overrides": QUICK, "axes": {"d_model": [16, 32], "max_len": [2, 3]}}
 
 
@@ -90,32 +91,55 @@ def started(stack: Stack, workers):
     return worker
 
 
-def test_a_sweep_expands_and_its_jobs_succeed_through_the_dispatcher(stack, workers):
+def test_a_job_submitted_through_the_dispatcher_succeeds_with_its_records(stack, workers):
+    worker = started(stack, workers)
+    with session_scope(stack.engine) as session:
+        queued = submit_run(session, spec=RunSpec.from_flat(QUICK), name="one", key="once")
+    dispatch(stack.settings, [queued.job_id])
+
+    job = wait_status(stack.engine, queued.job_id, "SUCCEEDED", "FAILED", timeout=60)
+    assert job.status == "SUCCEEDED", (job.error, workers.log(worker)[-3000:])
+    assert [e["event"] for e in events(job)] == ["claimed", "finished"]
+    with session_scope(stack.engine, readonly=True) as session:
+        run = crud.get_run(session, run_id=queued.run_id)
+        assert (run.status, run.step) == ("SUCCEEDED", QUICK["steps"])
+        assert run.summary["accuracy"]["test"]["seq_acc"] is not None
+        assert {"train/loss", "test/seq_acc"} <= {key for key, _, _ in crud.get_metrics(session, run_id=run.id)}
+        assert crud.list_snapshot_steps(session, run_id=run.id) == [0, 10]
+        assert crud.checkpoint_steps(session, run_id=run.id, kind="weights") == [0, 10]
+        assert crud.checkpoint_steps(session, run_id=run.id, kind="resume") == [5, 10]
+    assert workers.stop(worker, timeout=30) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_2x2_sweep_expands_into_four_runs_that_all_succeed(celery_stack, workers):
+    stack = celery_stack  # the sweep job runs on a worker, which publishes its cells' jobs to the broker
     worker = started(stack, workers)
     with session_scope(stack.engine) as session:
         sweep = create_sweep(session, spec=SweepSpec.parse(TINY_SWEEP), name="grid")
     dispatch(stack.settings, [sweep.job_id])
     assert wait_status(stack.engine, sweep.job_id, "SUCCEEDED", "FAILED", timeout=30).status == "SUCCEEDED"
 
-    def cells_done():
+    def cells():
         with session_scope(stack.engine, readonly=True) as session:
-            cells = sweep_cells(session, sweep_id=sweep.sweep_id)
-        final = [c for c in cells if c["run"] and c["run"]["status"] in ("SUCCEEDED", "FAILED")]
-        return cells if len(final) == 4 else None
+            return sweep_cells(session, sweep_id=sweep.sweep_id)
 
-    cells = wait_for(cells_done, timeout=90, interval=0.2, what="the sweep's 4 runs to finish")
-    assert [c["run"]["status"] for c in cells] == ["SUCCEEDED"] * 4, [c["run"]["error"] for c in cells]
-    assert [c["cell"] for c in cells] == [{"d_model": 16, "max_len": 2}, {"d_model": 16, "max_len": 3},
-                                          {"d_model": 32, "max_len": 2}, {"d_model": 32, "max_len": 3}]
-    for cell in cells:  # each cell's train job went through the dispatcher and recorded everything
-        run_id = cell["run"]["id"]
+    grid = wait_for(lambda: (found := cells()) and all(c["run"] for c in found) and found, timeout=10,
+                    what="the sweep's 4 runs")
+    for cell in grid:
         with session_scope(stack.engine, readonly=True) as session:
-            job = jobs.latest_job_for_run(session, run_id=run_id)
-            assert [e["event"] for e in events(job)] == ["claimed", "finished"]
-            assert {"train/loss", "test/seq_acc"} <= {key for key, _, _ in crud.get_metrics(session, run_id=run_id)}
-            assert crud.list_snapshot_steps(session, run_id=run_id) == [0, 10]
-            assert crud.checkpoint_steps(session, run_id=run_id, kind="resume") == [5, 10]
-            assert crud.get_run(session, run_id=run_id).spec["d_model"] == cell["cell"]["d_model"]
+            job_id = jobs.latest_job_for_run(session, run_id=cell["run"]["id"]).id
+        job = wait_status(stack.engine, job_id, "SUCCEEDED", "FAILED", timeout=60)
+        assert job.status == "SUCCEEDED", job.error
+    grid = cells()
+    assert [c["run"]["status"] for c in grid] == ["SUCCEEDED"] * 4
+    assert [c["cell"] for c in grid] == [{"d_model": 16, "max_len": 2}, {"d_model": 16, "max_len": 3},
+                                         {"d_model": 32, "max_len": 2}, {"d_model": 32, "max_len": 3}]
+    for cell in grid:
+        with session_scope(stack.engine, readonly=True) as session:
+            spec = crud.get_run(session, run_id=cell["run"]["id"]).spec
+        assert (spec["d_model"], spec["max_len"]) == (cell["cell"]["d_model"], cell["cell"]["max_len"])
         assert cell["run"]["summary"]["accuracy"]["test"]["seq_acc"] is not None
     assert workers.stop(worker, timeout=30) == 0
 
@@ -174,7 +198,7 @@ def test_sigterm_hands_the_running_job_back_and_another_worker_finishes_it(celer
     first = started(celery_stack, workers)
     run_id, job_id = new_job(celery_stack.engine, MEDIUM)
     dispatch(celery_stack.settings, [job_id])
-    wait_for(lambda: run_row(celery_stack.engine, run_id).step >= 6, timeout=40, interval=0.05, what="step 6")
+    wait_for(lambda: run_row(celery_stack.engine, run_id).step >= 5, timeout=40, interval=0.05, what="step 5")
 
     assert workers.stop(first, timeout=30) == 0  # SIGTERM: warm shutdown, the job checkpoints
     job = job_row(celery_stack.engine, job_id)
@@ -186,5 +210,5 @@ def test_sigterm_hands_the_running_job_back_and_another_worker_finishes_it(celer
     assert job.status == "SUCCEEDED", job.error
     assert job.attempt == 1  # the released attempt cost nothing
     claims = events(job, "claimed")
-    assert len(claims) == 2 and claims[1]["from_step"] >= 5  # resumed from its checkpoint
+    assert len(claims) == 2 and claims[1]["from_step"] >= 5  # resumed from its checkpoint (every 5 steps)
     assert workers.stop(second, timeout=30) == 0

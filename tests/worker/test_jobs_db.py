@@ -179,3 +179,22 @@ def test_list_jobs_newest_first(engine):
         jobs.request_cancel(session, job_id=ids[0])
         assert [job.id for job in jobs.list_jobs(session)] == ids[::-1]
         assert [job.id for job in jobs.list_jobs(session, status="CANCELLED")] == ids[:1]
+
+
+def test_queued_jobs_left_unclaimed_are_due_for_publishing_once_per_period(engine):
+    from datetime import timedelta
+
+    from core.db.models import utcnow
+
+    _, old = new_job(engine)
+    _, running = new_job(engine)
+    with session_scope(engine) as session:
+        jobs.claim(session, job_id=running, worker_id="w", lease_seconds=30)
+    later = utcnow() + timedelta(seconds=10)
+    with session_scope(engine) as session:
+        assert jobs.due_for_publishing(session, older_than=5, now=later) == [(old, "cpu")]
+    with session_scope(engine) as session:  # stamped: not due again within the period
+        assert jobs.due_for_publishing(session, older_than=5, now=later + timedelta(seconds=1)) == []
+        assert jobs.due_for_publishing(session, older_than=5, now=later + timedelta(seconds=6)) == [(old, "cpu")]
+    with session_scope(engine) as session:
+        assert jobs.due_for_publishing(session, older_than=60) == []  # nothing is that old

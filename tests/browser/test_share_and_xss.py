@@ -213,3 +213,22 @@ def test_a_shared_run_opens_read_only_and_revoking_closes_it(live_url, recorded,
         assert other.problems == []
     finally:
         stranger.close()
+
+
+def test_the_run_page_share_button_links_the_view_as_it_is(live_url, recorded, page):
+    a = recorded["a"]
+    open_inert(page, f"{live_url}/runs/{a}?step=10")
+    page.click("button[data-share-kind=run]")
+    page.wait_for_function("() => document.querySelector('.share-result input').value.includes('/s/')")
+    link = page.input_value(".share-result input")
+    assert re.search(rf"/s/[A-Za-z0-9_-]{{43}}/runs/{a}\?step=10$", link), link
+    page.screenshot(path=str(SCREENS / "run_share.png"))
+    stranger = page.context.browser.new_context()
+    try:
+        other = stranger.new_page()
+        assert other.goto(link).status == 200
+        other.wait_for_load_state("networkidle")
+        assert other.text_content("#step-label") == "10"  # the same step as the shared view
+        assert other.locator("button[data-share-kind]").count() == 0
+    finally:
+        stranger.close()

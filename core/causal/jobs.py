@@ -42,13 +42,7 @@ class Target:
     """Heads acted on together, each with the role whose edge or ideal map it gets."""
 
     heads: tuple[tuple[int, int, str], ...]  # (layer, head, role)
-
-    @property
-    def label(self) -> str:
-        layers: dict[int, list[int]] = {}
-        for layer, head, _ in self.heads:
-            layers.setdefault(layer, []).append(head)
-        return "+".join(f"L{layer}H{h}" for layer, hs in layers.items() for h in hs)
+    label: str  # as asked: "L1H3", "L0H*" (every head of layer 0), "L0H3+L1H3" (together)
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -68,20 +62,19 @@ def circuit_heads(summary: dict | None) -> list[tuple[int, int, str]]:
 def targets(spec: InterventionSpec, *, n_heads: int, summary: dict | None) -> list[Target]:
     """The spec's heads (or the circuit heads) grouped into targets: one each, or one for all."""
     if spec.heads:
-        groups = []
-        for label in spec.heads:
-            group = tuple((layer, head, role_for(spec, layer)) for layer, head in parse_head(label, n_heads))
-            groups.append(group)
+        groups = [Target(tuple((layer, head, role_for(spec, layer)) for layer, head in parse_head(label, n_heads)), label)
+                  for label in spec.heads]
     else:
         found = circuit_heads(summary)
         if not found:
             raise InterventionError("heads: the run has no circuit heads in its summary yet; name heads, e.g. L1H0")
-        groups = [((layer, head, spec.role if spec.role != "auto" else role),) for layer, head, role in found]
+        groups = [Target(((layer, head, spec.role if spec.role != "auto" else role),), f"L{layer}H{head}")
+                  for layer, head, role in found]
     if spec.together:
-        groups = [tuple(dict.fromkeys(h for group in groups for h in group))]
-    out = []  # one head may play both roles: act on it once per role only where the role matters
-    for group in groups:
-        target = Target(group)
+        heads = tuple(dict.fromkeys(h for group in groups for h in group.heads))
+        groups = [Target(heads, "+".join(dict.fromkeys(group.label for group in groups)))]
+    out: list[Target] = []  # one head may play both roles: act on it once per role only where the role matters
+    for target in groups:
         if all(target.label != seen.label or (spec.kind != "ablate" and target.roles != seen.roles) for seen in out):
             out.append(target)
     return out

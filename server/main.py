@@ -15,6 +15,7 @@ import importlib
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.write)
 
     security.install(app, settings)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)  # pages and JSON alike; already-encoded bodies pass
 
     @app.on_event("shutdown")
     def dispose_engine() -> None:

@@ -194,21 +194,30 @@ def test_a_redis_restart_mid_run_loses_no_job(celery_stack, workers, redis_serve
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_sigterm_hands_the_running_job_back_and_another_worker_finishes_it(celery_stack, workers):
-    first = started(celery_stack, workers)
-    run_id, job_id = new_job(celery_stack.engine, MEDIUM)
-    dispatch(celery_stack.settings, [job_id])
-    wait_for(lambda: run_row(celery_stack.engine, run_id).step >= 5, timeout=40, interval=0.05, what="step 5")
+def test_sigterm_hands_the_job_back_and_a_killed_workers_job_is_reaped_and_resumed(celery_stack, workers):
+    stack = celery_stack
+    run_id, job_id = new_job(stack.engine, {**SLOW, "steps": 16})
+    first = started(stack, workers)
+    dispatch(stack.settings, [job_id])
+    wait_for(lambda: run_row(stack.engine, run_id).step >= 4, timeout=40, interval=0.05, what="step 4")
 
-    assert workers.stop(first, timeout=30) == 0  # SIGTERM: warm shutdown, the job checkpoints
-    job = job_row(celery_stack.engine, job_id)
-    assert job.status == "QUEUED" and job.attempt == 0, job.payload
+    assert workers.stop(first, timeout=30) == 0  # SIGTERM: warm shutdown; the job checkpoints, is handed back
+    job = job_row(stack.engine, job_id)
+    assert job.status == "QUEUED" and job.attempt == 0, job.payload  # a hand-back costs no attempt
     assert events(job, "released")
 
-    second = started(celery_stack, workers)
-    job = wait_status(celery_stack.engine, job_id, "SUCCEEDED", "FAILED", timeout=60)
-    assert job.status == "SUCCEEDED", job.error
-    assert job.attempt == 1  # the released attempt cost nothing
-    claims = events(job, "claimed")
-    assert len(claims) == 2 and claims[1]["from_step"] >= 5  # resumed from its checkpoint (every 5 steps)
-    assert workers.stop(second, timeout=30) == 0
+    second = started(stack, workers)  # takes the re-published job, resumes it...
+    wait_for(lambda: run_row(stack.engine, run_id).step >= 10, timeout=40, interval=0.05, what="step 10")
+    workers.signal(second, signal.SIGKILL)  # ...and dies mid-run, its message never acknowledged
+
+    third = started(stack, workers)  # its upkeep reaps the expired lease and publishes the job again
+    job = wait_status(stack.engine, job_id, "SUCCEEDED", "FAILED", timeout=60)
+    assert job.status == "SUCCEEDED", (job.error, workers.log(third)[-3000:])
+    claims, lost = events(job, "claimed"), events(job, "lost")
+    assert len(claims) == 3 and claims[1]["from_step"] >= 4 and claims[2]["from_step"] >= 10  # resumed twice
+    assert len(lost) == 1 and lost[0]["reason"].startswith("worker lost: no heartbeat")
+    assert job.attempt == 2  # the hand-back cost nothing, the killed worker one attempt
+    with session_scope(stack.engine, readonly=True) as session:
+        steps = [step for key, step, _ in crud.get_metrics(session, run_id=run_id) if key == "test/seq_acc"]
+    assert steps == list(range(17))  # every evaluation once
+    assert workers.stop(third, timeout=30) == 0

@@ -166,7 +166,8 @@ def test_a_forged_message_with_an_invalid_spec_fails_before_training(celery_stac
         assert crud.get_probe_set(session, run_id=run_id) is None  # the first thing training writes
         assert crud.get_metrics(session, run_id=run_id) == []
     log = workers.log(worker)
-    assert "not an integer" in log and "worker.child" not in log
+    assert "dropped a message whose job id is not an integer: '1; DROP TABLE jobs'" in log
+    assert f"job {job_id}: FAILED: invalid spec" in log
     assert workers.stop(worker, timeout=30) == 0
 
 

@@ -96,3 +96,17 @@ def _queues(settings: Settings, job_ids: Sequence[int]) -> dict[int, str]:
     with session_scope(_engine(settings.database_url), readonly=True) as session:
         rows = session.execute(select(Job.id, Job.queue).where(Job.id.in_([int(i) for i in job_ids])))
         return {job_id: queue for job_id, queue in rows}
+
+
+def queue_depths(settings: Settings, queues: Sequence[str]) -> dict[str, int]:
+    """How many messages wait in each broker queue (0 for a queue the broker does not know)."""
+    app = _client(settings.broker_url, settings.visibility_timeout_seconds)
+    depths = {}
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            try:
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except Exception:  # noqa: BLE001 - kombu's NOT_FOUND: an empty Redis list does not exist
+                depths[queue] = 0
+    return depths

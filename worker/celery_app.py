@@ -19,8 +19,10 @@ loop does between jobs, for every queue:
 - every second, reaps RUNNING jobs whose lease expired (their worker died) and publishes the ones
   that went back to QUEUED;
 - every ``republish_after_seconds / 3``, re-publishes QUEUED jobs left unclaimed for
-  ``republish_after_seconds`` (their message was lost: a Redis restart, a purge, a crash between
-  commit and publish). A job published twice is harmless: only one delivery can claim it.
+  ``republish_after_seconds`` whose broker queue is empty: their message was lost (a Redis restart,
+  a purge, a crash between commit and publish). A queue that still holds messages is only busy, so
+  its jobs are left alone, and a long wait behind a long job piles up no duplicates. A job
+  published twice is harmless anyway: only one delivery can claim it.
 
 Several workers may run upkeep at once: reaping and the republish stamp lock their rows, so each
 job is handled once per period.
@@ -39,11 +41,11 @@ from celery import signals
 from celery.worker import state as worker_state
 from sqlalchemy.engine import Engine
 
-from core.celery_client import make_app, publish
+from core.celery_client import make_app, publish, queue_depths
 from core.db import jobs
 from core.db.models import Status
 from core.db.session import make_engine, session_scope
-from core.names import EXECUTE_JOB_TASK
+from core.names import EXECUTE_JOB_TASK, QUEUES
 from core.settings import get_settings
 from worker.execute import DROPPED, execute_job
 
@@ -117,8 +119,14 @@ class Upkeep(threading.Thread):
         _publish([item.job_id for item in reaped if item.status == Status.QUEUED.value])
 
     def republish(self) -> None:
+        # A queue that still holds messages is busy, not lost: its jobs wait their turn. Only the
+        # QUEUED jobs of drained queues can have lost their message, so only those are sent again
+        # (at most one duplicate per job each time a queue drains).
+        empty = [queue for queue, depth in queue_depths(settings, QUEUES).items() if depth == 0]
+        if not empty:
+            return
         with session_scope(engine()) as session:
-            due = jobs.due_for_publishing(session, older_than=settings.republish_after_seconds)
+            due = jobs.due_for_publishing(session, older_than=settings.republish_after_seconds, queues=empty)
         if due:
             log.info("re-publishing %d job(s) left unclaimed for %s s: %s", len(due),
                      settings.republish_after_seconds, [job_id for job_id, _ in due])

@@ -332,12 +332,13 @@ def retry(session: Session, *, job_id: int) -> Job:
     return job
 
 
-def due_for_publishing(session: Session, *, older_than: float, now: datetime | None = None,
-                       limit: int = 100) -> list[tuple[int, str]]:
+def due_for_publishing(session: Session, *, older_than: float, queues: Sequence[str] | None = None,
+                       now: datetime | None = None, limit: int = 100) -> list[tuple[int, str]]:
     """(job id, queue) of QUEUED jobs untouched for ``older_than`` seconds, stamped as published now.
 
     A broker may lose a message (a Redis restart without persistence, a purge): such a job would
-    wait forever. Whoever calls this re-publishes the ids it returns. The stamp (``updated_at``,
+    wait forever. Whoever calls this re-publishes the ids it returns; ``queues`` limits it to the
+    queues whose broker list is empty (a busy queue still holds its messages). The stamp (``updated_at``,
     bumped by writing ``payload["published_at"]``) makes concurrent callers pick each job once per
     period; a job published twice is harmless, as only one delivery can claim it.
     """
@@ -345,6 +346,8 @@ def due_for_publishing(session: Session, *, older_than: float, now: datetime | N
     query = (select(Job).where(Job.status == Status.QUEUED.value,
                                Job.updated_at < now - timedelta(seconds=older_than))
              .order_by(Job.id).limit(limit))
+    if queues is not None:
+        query = query.where(Job.queue.in_(list(queues)))
     due = []
     for job in session.scalars(_locked(query, skip_locked=True)).all():
         job.payload = {**(job.payload or {}), "published_at": now.isoformat(timespec="seconds")}

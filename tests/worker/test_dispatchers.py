@@ -181,6 +181,7 @@ def test_a_redis_restart_mid_run_loses_no_job(celery_stack, workers, redis_serve
     wait_for(lambda: run_row(celery_stack.engine, running_run).step >= 3, timeout=40, interval=0.05,
              what="the first job to be mid-run")
     assert all(job_row(celery_stack.engine, job_id).status == "QUEUED" for job_id in waiting)
+    assert "re-publishing" not in workers.log(worker)  # due, but their queue still holds them: only busy
 
     redis_server.kill()  # no persistence: the waiting jobs' messages are gone
     redis_server.start()  # same port, empty

@@ -198,3 +198,4 @@ def test_queued_jobs_left_unclaimed_are_due_for_publishing_once_per_period(engin
         assert jobs.due_for_publishing(session, older_than=5, now=later + timedelta(seconds=6)) == [(old, "cpu")]
     with session_scope(engine) as session:
         assert jobs.due_for_publishing(session, older_than=60) == []  # nothing is that old
+        assert jobs.due_for_publishing(session, older_than=5, queues=["gpu"], now=later + timedelta(seconds=20)) == []

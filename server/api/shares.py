@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -134,16 +134,18 @@ def owner(access: Access = Depends(get_access)) -> Access:
 
 
 @write.post("/api/runs/{run_id}/shares", status_code=201, response_model=ShareOut)
-def create_run_share(run_id: PathId, body: ShareIn, session: Session = Depends(write_session),
+def create_run_share(run_id: PathId, body: ShareIn, response: Response, session: Session = Depends(write_session),
                      _owner: Access = Depends(owner)) -> ShareOut:
+    response.headers["Cache-Control"] = "no-store"  # the body holds the token
     share, url = create_link(session, kind="run", run_ids=[run_id], sweep_id=None, label=body.label,
                              expires_in_hours=body.expires_in_hours, state=body.state)
     return _out(share, url)
 
 
 @write.post("/api/shares", status_code=201, response_model=ShareOut)
-def create_share(body: NewShare, session: Session = Depends(write_session),
+def create_share(body: NewShare, response: Response, session: Session = Depends(write_session),
                  _owner: Access = Depends(owner)) -> ShareOut:
+    response.headers["Cache-Control"] = "no-store"  # the body holds the token
     share, url = create_link(session, kind=body.kind, run_ids=body.run_ids, sweep_id=body.sweep_id,
                              label=body.label, expires_in_hours=body.expires_in_hours, state=body.state)
     return _out(share, url)

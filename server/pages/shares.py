@@ -55,7 +55,9 @@ def new_run_share(request: Request, run_id: PathId, label: str = Form(""), expir
     _share, url = create_link(session, kind="run", run_ids=[run_id], sweep_id=None, label=body.label,
                               expires_in_hours=body.expires_in_hours, state=body.state)
     session.flush()
-    return _page(request, session, run_id=run_id, access=access, new_url=url, status_code=201)
+    page = _page(request, session, run_id=run_id, access=access, new_url=url, status_code=201)
+    page.headers["Cache-Control"] = "no-store"  # the page shows the token, once
+    return page
 
 
 @write.post("/shares/{share_id}/revoke")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 from http.cookies import SimpleCookie
@@ -80,12 +81,17 @@ def login_cookie(secret: bytes, auth_token: str) -> str:
 
 def valid_login_cookie(secret: bytes, auth_token: str, value: str) -> bool:
     nonce, _, mac = value.partition(".")
-    return bool(nonce) and hmac.compare_digest(mac, _sign(secret, "login:" + auth_token, nonce))
+    return bool(nonce) and _same(mac, _sign(secret, "login:" + auth_token, nonce))
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes any non-ASCII input (compare_digest on str would raise)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def valid_bearer(auth_token: str, header: str) -> bool:
     scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), auth_token.encode())
+    return scheme.lower() == "bearer" and _same(given.strip(), auth_token)
 
 
 def safe_next(target: str | None) -> str:
@@ -156,7 +162,7 @@ class Guard:
             body = b""
         if method in UNSAFE_METHODS and not bearer:
             given = headers.get(CSRF_HEADER) or await _form_token(scope, headers, body)
-            if not given or not hmac.compare_digest(given, csrf_for(self.secret, seed)):
+            if not given or not _same(given, csrf_for(self.secret, seed)):
                 await _json(send, 403, "missing or wrong CSRF token: reload the page and try again")
                 return
         await self.app(scope, receive, send)
@@ -194,7 +200,12 @@ def _loopback(host: str) -> bool:
         name = name[1:name.find("]")] if "]" in name else name
     elif name.count(":") == 1:
         name = name.split(":")[0]
-    return name in LOOPBACK_HOSTS or name.startswith("127.")
+    if name in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback  # 127.0.0.2 yes; 127.evil.example is a name, no
+    except ValueError:
+        return False
 
 
 def _public(path: str) -> bool:
@@ -312,7 +323,7 @@ def login_submit(request: Request, token: str = Form(""), next: str = Form("/"))
     settings: Settings = request.app.state.settings
     if not settings.auth_token:
         return RedirectResponse(safe_next(next), status_code=303)
-    if not hmac.compare_digest(token.encode(), settings.auth_token.encode()):
+    if not _same(token, settings.auth_token):
         return RedirectResponse(f"/login?error=1&next={quote(safe_next(next), safe='')}", status_code=303)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.headers.append("Set-Cookie", _cookie(LOGIN_COOKIE, login_cookie(request.app.state.secret_key,

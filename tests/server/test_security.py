@@ -47,9 +47,9 @@ def test_loopback_without_token_is_open(open_client):
 
 
 def test_without_a_token_only_loopback_names_are_served(open_client):
-    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+    for host in ("localhost:8000", "127.0.0.1", "127.0.0.2:80", "[::1]:8000"):
         assert open_client.get("/api/runs/1/shares", headers={"Host": host}).status_code == 200
-    for host in ("evil.example", "evil.example:8000", "192.168.1.5:8000"):  # a rebound name, a LAN address
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "192.168.1.5:8000", ""):
         assert open_client.get("/runs/1/shares", headers={"Host": host}).status_code == 403
     assert open_client.get("/healthz", headers={"Host": "evil.example"}).status_code == 200
 
@@ -106,6 +106,13 @@ def test_csrf_rejects_a_form_post_without_the_token(open_client):
     assert open_client.post("/runs/1/shares", data={"label": "x", "csrf_token": "f" * 64}).status_code == 403
     csrf = page_csrf(open_client)
     assert open_client.post("/runs/1/shares", data={"label": "x", "csrf_token": csrf}).status_code == 201
+
+
+def test_odd_bytes_in_tokens_are_refused_not_crashed_on(open_client, locked_client):
+    odd = "t\u00e9st\u00ff".encode("latin-1")
+    assert open_client.post("/api/runs/1/shares", json={}, headers={"X-CSRF-Token": odd}).status_code == 403
+    assert locked_client.get("/api/runs/1/shares", headers={"Authorization": b"Bearer " + odd}).status_code == 401
+    assert locked_client.get("/api/runs/1/shares", headers={"Cookie": b"cb_login=n" + odd + b".x"}).status_code == 401
 
 
 def test_csrf_for_fetch_is_a_header_and_bearer_clients_are_exempt(open_client):

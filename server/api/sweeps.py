@@ -110,9 +110,10 @@ def build_sweep(session: Session, *, sweep_id: int, access: Access) -> dict[str,
         figures.append({"key": metric, "figure": F.grid_figure(
             x_values=x_values, y_values=y_values, z=z, x_title=x_key or "", y_title=y_key or "",
             title=f"{title} (mean over seeds)")})
-    for cell in cells:
-        if cell["run"] is not None and x_key is not None:
-            i, j = y_values.index(cell["cell"].get(y_key)), x_values.index(cell["cell"].get(x_key))
+    for cell in cells:  # the first run of each (x, y) cell, for a click on the heatmap
+        x, y = cell["cell"].get(x_key), cell["cell"].get(y_key)
+        if cell["run"] is not None and x in x_values and y in y_values:
+            i, j = y_values.index(y), x_values.index(x)
             links[i][j] = links[i][j] or cell["run"]["url"]
     return {"id": sweep.id, "name": sweep.name, "preset": sweep.preset, "axes": sweep.axes,
             "created_at": sweep.created_at.isoformat() if sweep.created_at else None,

@@ -128,7 +128,8 @@ def grid_figure(*, x_values: Sequence[Any], y_values: Sequence[Any], z: Sequence
                 zrange: tuple[float, float] = (0.0, 1.0)) -> dict:
     """A sweep heatmap: one cell per (x, y) value pair, categorical axes, the value written in the cell."""
     cells = text if text is not None else [["" if v is None else f"{v:.2f}" for v in row] for row in z]
-    trace = {"type": "heatmap", "x": [str(x) for x in x_values], "y": [str(y) for y in y_values], "z": z,
+    label = lambda value: "all" if value is None else str(value)  # noqa: E731 - an axis not swept: one row/column
+    trace = {"type": "heatmap", "x": [label(x) for x in x_values], "y": [label(y) for y in y_values], "z": z,
              "zmin": zrange[0], "zmax": zrange[1], "colorscale": "Viridis", "text": cells,
              "texttemplate": "%{text}", "hovertemplate": f"{safe(x_title)} %{{x}}<br>{safe(y_title)} %{{y}}<br>"
                                                        "%{z:.3f}<extra></extra>"}

@@ -81,6 +81,15 @@ def test_with_a_token_pages_redirect_to_login_and_the_cookie_lets_in(locked_clie
     assert locked_client.get("/api/runs/1/shares").status_code == 200
 
 
+def test_a_share_link_needs_no_login(locked_client):
+    made = locked_client.post("/api/runs/1/shares", json={}, headers={"Authorization": f"Bearer {TOKEN}"})
+    url = made.json()["url"]
+    stranger = TestClient(locked_client.app, follow_redirects=False)
+    assert stranger.get(url).status_code == 200
+    assert stranger.get(url.split("/runs/")[0] + "/api/runs/1").status_code == 200
+    assert stranger.get("/runs/1").status_code == 303  # the same run outside the link needs the login
+
+
 def test_a_forged_login_cookie_is_refused(locked_client):
     locked_client.cookies.set("cb_login", "abc.0123")
     assert locked_client.get("/api/runs/1/shares").status_code == 401

@@ -47,7 +47,7 @@ def specs(summary: dict, step, rows: int) -> list[dict]:
         {"kind": "pattern", "variants": ["shift"], "shift": -2, "heads": [eoi, "L0H*"], "role": "eoi_locator", **common},
         {"kind": "ablate", **common},
         {"kind": "probe", "layer": 1, "site": "resid_mid", "variants": ["eoi_position", "t", "y_prev", "x_t"], **common},
-        {"kind": "activation_patch", "variants": ["resid_post"], "rows_per_len": 64, "steps": step},
+        {"kind": "activation_patch", "variants": ["resid_post"], "metric": "logit_diff", "rows_per_len": 64, "steps": step},
     ]
 
 
@@ -58,6 +58,11 @@ def print_results(rows: list[dict]) -> None:
             lengths = " ".join(f"{v:.2f}" for v in res["accuracy_by_length"].values())
             print(f"  {r['intervention']:<22} {r['target']:<12} {res['baseline']['mean']:.3f} -> {res['mean']:.3f}"
                   f"   by L=1..: {lengths}")
+            if "diagnosis" in res:
+                d = res["diagnosis"]
+                follows = " ".join(f"{int(k):+d}:{v:.2f}" for k, v in sorted(d["follows"].items(), key=lambda kv: int(kv[0])))
+                print(f"      at L={d['length']}: y_t right by t: " + " ".join(f"{v:.2f}" for v in d["by_t"])
+                      + f"; predictions equal step(y_t-1, x_t+k) for k {follows}")
         elif "grid" in res:
             print(f"  {r['intervention']:<22} {r['target']:<12} clean {res['clean']:.3f}, corrupted {res['corrupted']:.3f}")
             for layer, row in zip(res["layers"], res["grid"]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -114,6 +115,17 @@ def load_model(engine: Engine, run_id: int, step: int | None = None):
     return model.eval(), spec, step
 
 
+def one_step(problem: str):
+    """The problem's single step ``f(y_prev, x) -> y`` (vectorised), or None for a mixture. Every
+    problem starts y_1 = x_1, so f(a, b) is the second state of the two-input sequence (a, b)."""
+    from core.problems import Problem, get_problem
+
+    found = get_problem(problem)
+    if not isinstance(found, Problem):
+        return None
+    return lambda a, b: found.iterate(np.stack([np.asarray(a), np.asarray(b)], axis=1))[:, 1]
+
+
 def _peaky(rows: list[tuple[str, int, float]], step: int, target: Target) -> dict[str, float | None]:
     values = {key: value for key, s, value in rows if s == step}
     return {f"L{layer}H{head}": values.get(f"score/{role}/peaky_thres/L{layer}H{head}")
@@ -124,7 +136,6 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
                              should_stop: Callable[[], bool] | None = None) -> str:
     """Run job ``job_id`` (kind ``intervene``); return SUCCEEDED, or RUNNING when ``should_stop`` ended it
     early (the caller hands the job back; its stored results are kept and skipped next time)."""
-    import numpy as np
     import torch
 
     from core.ml import interventions as iv
@@ -160,11 +171,17 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
     device = torch.device("cpu")
     lo, hi = figure_lengths(p.min_len, p.max_len)
 
+    step_fn = one_step(run_spec.problem.problem)
+    longest = tokens[lengths == p.max_len][:spec.rows_per_len]
+
     def evaluate(model, hooks_for=None) -> dict:
         acc = teacher_forced(model, tokens, lengths, loss_on=loss_on, device=device,
                              per_length=spec.rows_per_len, hooks_for=hooks_for)
-        return {"accuracy_by_length": {str(n): acc.seq_acc(n) for n in sorted(acc.rows)},
-                "mean": acc.mean_seq_acc(lo, hi), "rows_per_len": min(acc.rows.values())}
+        out = {"accuracy_by_length": {str(n): acc.seq_acc(n) for n in sorted(acc.rows)},
+               "mean": acc.mean_seq_acc(lo, hi), "rows_per_len": min(acc.rows.values())}
+        if step_fn is not None and len(longest):
+            out["diagnosis"] = iv.diagnose(model, longest, p.max_len, step_fn, hooks_for)
+        return out
 
     def write(step: int, label: str, target: str, result: dict) -> None:
         with session_scope(engine) as session:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from core.ml.evaluate import HooksFor
-from core.ml.hooks import run_with_cache
+from core.ml.hooks import hooks, run_with_cache
 from core.problems import expected_keys
 
 Head = tuple[int, int]  # (layer, head)
@@ -241,3 +241,39 @@ def patch_from_model(model, source, heads: Sequence[Head], *, source_heads: Sequ
         return pairs
 
     return hooks_for
+
+
+# ---------------------------------------------------------------- what a failure looks like
+
+
+@torch.no_grad()
+def diagnose(model, tokens: np.ndarray, length: int, step, hooks_for: HooksFor | None = None,
+             offsets: Sequence[int] = (-3, -2, -1, 0, 1, 2, 3)) -> dict:
+    """At one input length, under an intervention (or none): the accuracy of each y_t, and which input
+    the predictions follow. For each offset k, ``follows[k]`` is the share of predicted y_t (t >= 2,
+    teacher-forced) equal to ``step(y_{t-1}, x_{t+k})``: k = 0 is the right answer, and a wrong map
+    that makes the iteration head read x_{t+2} shows up as follows[2] near 1 (a structured failure)
+    rather than chance (about 1 / the number of states). ``step(a, b)`` is the problem's one step."""
+    device = next(model.parameters()).device
+    model.eval()
+    e = length + 1
+    inputs = torch.from_numpy(np.asarray(tokens)[:, :-1].astype(np.int64)).to(device)  # [n, W-1]
+    if hooks_for is None:
+        pred = model(inputs).argmax(dim=-1).cpu().numpy()  # [n, W-1]
+    else:
+        with hooks(model, hooks_for(length, inputs)):
+            pred = model(inputs).argmax(dim=-1).cpu().numpy()
+    t = np.arange(1, length + 1)  # [L]
+    predicted = pred[:, e + t - 1]  # [n, L]: the prediction of y_t is read at position e + t - 1
+    truth = np.asarray(tokens)[:, e + t]  # [n, L]
+    follows = {}
+    for k in offsets:
+        hits = total = 0
+        for s in range(2, length + 1):
+            if 1 <= s + k <= length:
+                candidate = step(tokens[:, e + s - 1], tokens[:, s + k])  # [n]
+                hits += int((predicted[:, s - 1] == candidate).sum())
+                total += len(tokens)
+        if total:
+            follows[str(k)] = hits / total
+    return {"length": length, "by_t": (predicted == truth).mean(axis=0).tolist(), "follows": follows}

@@ -126,3 +126,37 @@ def test_bad_heads_are_refused(setup):
         iv.zero_edge(model, [(2, 0)], "eoi_locator", renorm=False)
     with pytest.raises(ValueError, match="unknown ablation"):
         iv.ablate(model, [(0, 0)], "scramble")
+
+
+class ShiftedOracle(torch.nn.Module):
+    """Predicts y_t as step(y_{t-1}, x_{t+2}) wherever x_{t+2} exists: the failure diagnose must name."""
+
+    def __init__(self, length: int, step) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.length, self.step = length, step
+
+    def forward(self, inputs):
+        tokens = inputs.numpy()
+        logits = torch.zeros(*inputs.shape, 64)
+        e = self.length + 1
+        for t in range(2, self.length - 1):
+            guess = self.step(tokens[:, e + t - 1], tokens[:, t + 2])
+            logits[torch.arange(len(tokens)), e + t - 1, torch.from_numpy(guess.astype(np.int64))] = 1.0
+        return logits
+
+
+def test_diagnose_names_the_input_a_failure_follows(tiny_spec):
+    from core.causal.jobs import one_step
+
+    spec = tiny_spec(problem="polynomial", max_len=8, n_test_per_len=32)
+    tokens, lengths = build_dataset(spec.problem).split("test")
+    rows = tokens[lengths == 8]
+    step = one_step("polynomial")
+    out = iv.diagnose(ShiftedOracle(8, step), rows, 8, step)
+    assert out["follows"]["2"] == 1.0  # over the t that have an x_{t+2}: t = 2..6
+    assert out["follows"]["0"] < 0.3 and len(out["by_t"]) == 8
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig.from_spec(spec)).eval()
+    plain = iv.diagnose(model, rows, 8, step)
+    assert plain["follows"]["0"] == pytest.approx(np.mean(plain["by_t"][1:]))  # k = 0 is being right

@@ -232,3 +232,12 @@ def test_the_run_page_share_button_links_the_view_as_it_is(live_url, recorded, p
         assert other.locator("button[data-share-kind]").count() == 0
     finally:
         stranger.close()
+
+
+def test_a_sweep_cell_opens_its_run(live_url, recorded, page):
+    open_inert(page, f"{live_url}/sweeps/{recorded['sweep']}")
+    page.wait_for_function("() => document.getElementById('grid-0').data !== undefined")
+    box = page.locator("#grid-0 .nsewdrag").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)  # the first column: d_model 16
+    page.wait_for_url(re.compile(rf"/runs/{recorded['cell']}$"))
+    assert page.problems == []

@@ -17,9 +17,8 @@
         el.on("plotly_click", function (event) {
           var point = event.points && event.points[0];
           if (!point) return;
-          var row = data.y.values.map(String).indexOf(String(point.y));
-          var col = data.x.values.map(String).indexOf(String(point.x));
-          var url = row >= 0 && col >= 0 ? data.links[row][col] : null;
+          var index = point.pointNumber;  // a heatmap's point is [row, column]
+          var url = Array.isArray(index) && data.links[index[0]] ? data.links[index[0]][index[1]] : null;
           if (url) window.location.assign(url);
         });
       }

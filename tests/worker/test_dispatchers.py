@@ -115,7 +115,9 @@ def test_a_job_submitted_through_the_dispatcher_succeeds_with_its_records(stack,
 @pytest.mark.redis
 def test_a_2x2_sweep_expands_into_four_runs_that_all_succeed(celery_stack, workers):
     stack = celery_stack  # the sweep job runs on a worker, which publishes its cells' jobs to the broker
-    worker = started(stack, workers)
+    pair = [stack.start(), stack.start()]  # two workers on the cpu queue, as `--scale worker-cpu=2` would run
+    for worker in pair:
+        wait_for(lambda: stack.ready_line in workers.log(worker), timeout=30, what="both Celery workers to start")
     with session_scope(stack.engine) as session:
         sweep = create_sweep(session, spec=SweepSpec.parse(TINY_SWEEP), name="grid")
     dispatch(stack.settings, [sweep.job_id])
@@ -127,11 +129,14 @@ def test_a_2x2_sweep_expands_into_four_runs_that_all_succeed(celery_stack, worke
 
     grid = wait_for(lambda: (found := cells()) and all(c["run"] for c in found) and found, timeout=10,
                     what="the sweep's 4 runs")
+    claimed_by = set()
     for cell in grid:
         with session_scope(stack.engine, readonly=True) as session:
             job_id = jobs.latest_job_for_run(session, run_id=cell["run"]["id"]).id
         job = wait_status(stack.engine, job_id, "SUCCEEDED", "FAILED", timeout=60)
         assert job.status == "SUCCEEDED", job.error
+        claimed_by |= {event["worker"] for event in events(job, "claimed")}
+    assert len(claimed_by) == 2  # both workers took cells: one job at a time each
     grid = cells()
     assert [c["run"]["status"] for c in grid] == ["SUCCEEDED"] * 4
     assert [c["cell"] for c in grid] == [{"d_model": 16, "max_len": 2}, {"d_model": 16, "max_len": 3},
@@ -141,7 +146,7 @@ def test_a_2x2_sweep_expands_into_four_runs_that_all_succeed(celery_stack, worke
             spec = crud.get_run(session, run_id=cell["run"]["id"]).spec
         assert (spec["d_model"], spec["max_len"]) == (cell["cell"]["d_model"], cell["cell"]["max_len"])
         assert cell["run"]["summary"]["accuracy"]["test"]["seq_acc"] is not None
-    assert workers.stop(worker, timeout=30) == 0
+    assert [workers.stop(worker, timeout=30) for worker in pair] == [0, 0]
 
 
 @pytest.mark.postgres

@@ -8,7 +8,7 @@ nothing here reads the process environment, so tests inject their own settings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
@@ -22,7 +22,14 @@ def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def read_session(request: Request) -> Iterator[Session]:
+async def read_session(request: Request) -> AsyncIterator[Session]:
+    """A read-only session for one request, opened and closed on the event loop.
+
+    An async generator on purpose: a sync one is closed in the thread pool, so under load every
+    pool thread can wait for a database connection while the connections wait for a thread to
+    close their sessions (a deadlock until the pool times out). A Session connects lazily, in the
+    route's own thread; closing it only returns the connection to the pool.
+    """
     with session_scope(request.app.state.engine, readonly=True) as session:
         yield session
 

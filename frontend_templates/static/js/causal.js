@@ -52,8 +52,8 @@
     window.Plotly.react(el, [
       {type: "bar", name: "baseline", x: names, y: last.map((p) => p.baseline), marker: {color: "#cbd5e1"}},
       {type: "bar", name: "intervened", x: names, y: last.map((p) => p.mean), marker: {color: "#4f46e5"},
-       text: last.map((p) => peakyText(p.peaky_thres)), hovertemplate: "%{x}<br>accuracy %{y:.3f}<br>%{text}<extra></extra>"},
-    ], {title: "accuracy (L = 4..max) at the latest step tested", barmode: "group", yaxis: {range: [0, 1.05]},
+       text: last.map((p) => peakyText(p.peaky_thres)), textposition: "none", hovertemplate: "%{x}<br>accuracy %{y:.3f}<br>%{text}<extra></extra>"},
+    ], {title: {text: "accuracy (L = 4..max) at the latest step tested"}, barmode: "group", yaxis: {range: [0, 1.05]},
         margin: {b: 140}, height: 380}, config);
   }
 
@@ -67,25 +67,25 @@
       window.Plotly.react(el, [
         {x: steps, y: s.points.map((p) => p.baseline), name: "baseline", mode: "lines+markers"},
         {x: steps, y: s.points.map((p) => p.mean), name: "intervened", mode: "lines+markers"},
-      ], {title: seriesName(s) + " over training", xaxis: {title: "step"}, yaxis: {range: [0, 1.05]}, height: 380}, config);
+      ], {title: {text: seriesName(s) + " over training"}, xaxis: {title: {text: "step"}}, yaxis: {range: [0, 1.05]}, height: 380}, config);
     } else if (s.points) {
       const p = s.points[0];
       const lengths = Object.keys(p.by_length).sort((a, b) => a - b);
       window.Plotly.react(el, [
         {type: "bar", name: "baseline", x: lengths, y: lengths.map((n) => p.baseline_by_length[n]), marker: {color: "#cbd5e1"}},
         {type: "bar", name: "intervened", x: lengths, y: lengths.map((n) => p.by_length[n]), marker: {color: "#4f46e5"}},
-      ], {title: seriesName(s) + " by length (step " + p.step + "; " + peakyText(p.peaky_thres) + ")",
-          xaxis: {title: "input length L"}, yaxis: {range: [0, 1.05]}, barmode: "group", height: 380}, config);
+      ], {title: {text: seriesName(s) + " by length (step " + p.step + "; " + peakyText(p.peaky_thres) + ")"},
+          xaxis: {title: {text: "input length L"}}, yaxis: {range: [0, 1.05]}, barmode: "group", height: 380}, config);
     } else if (s.latest.grid) {
       const r = s.latest;
       window.Plotly.react(el, [{type: "heatmap", z: r.grid, x: r.positions, y: r.layers.map((l) => "layer " + l),
                                 colorscale: "Viridis"}],
-        {title: seriesName(s) + " (clean " + r.clean.toFixed(2) + ", corrupted " + r.corrupted.toFixed(2) + ")",
-         xaxis: {title: "position"}, height: 380}, config);
+        {title: {text: seriesName(s) + " (clean " + r.clean.toFixed(2) + ", corrupted " + r.corrupted.toFixed(2) + ")"},
+         xaxis: {title: {text: "position"}}, height: 380}, config);
     } else {
       const r = s.latest;
       window.Plotly.react(el, [{type: "bar", x: ["probe", "chance"], y: [r.accuracy, r.chance]}],
-        {title: seriesName(s) + " held-out accuracy (step " + r.step + ")", yaxis: {range: [0, 1.05]}, height: 380}, config);
+        {title: {text: seriesName(s) + " held-out accuracy (step " + r.step + ")"}, yaxis: {range: [0, 1.05]}, height: 380}, config);
     }
   }
 

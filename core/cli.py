@@ -8,6 +8,9 @@
     circuitboard sweep --preset P --axis d_model=32,64 [--axis max_len=4,8] [--seeds 0,1] [--set key=value ...]
     circuitboard jobs [--status S] [--limit N]
     circuitboard migrate
+    circuitboard intervene RUN --kind ablate|edge|pattern|activation_patch|probe [--steps S|last|all]
+    circuitboard export RUN --step S --format tl|safetensors --out DIR
+    circuitboard import-eval eval.csv --preset P
 
 Every command takes ``--db URL`` (default: the ``CIRCUITBOARD_DATABASE_URL`` setting, else a SQLite
 file ``circuitboard.db`` in the working directory). Bad input (an unknown preset or key, a value
@@ -371,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=50)
     add("migrate", cmd_migrate, "create or upgrade the database schema")
+    from core.causal.cli import register  # intervene, export, import-eval (torch only when they run)
+
+    register(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Keep the README honest: its test command is the one CI runs, and every preset it names exists."""
+"""Keep the README honest: its test command is the one CI runs, every preset, spec key, command and
+API route it names exists, and every one that exists is named."""
 
 import re
 from pathlib import Path
@@ -24,3 +25,24 @@ def test_spec_keys_in_the_readme_exist():
     table = README.split("## Spec keys", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z_]+)`", table, flags=re.M))
     assert documented == set(FLAT_KEYS)
+
+
+def test_every_command_is_documented():
+    from core.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert set(commands) <= set(re.findall(r"circuitboard ([a-z-]+)", README))
+
+
+def test_every_api_route_is_documented(tmp_path):
+    from core.settings import Settings
+    from server.main import create_app
+
+    def generic(path: str) -> str:  # {run_id}, {sweep_id}, ... all read as {id}
+        return re.sub(r"\{[a-z_]+\}", "{id}", path)
+
+    paths = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'cb.db'}")).openapi()["paths"]
+    table = README.split("### JSON API", 1)[1].split("\n#", 1)[0]
+    documented = {generic(p) for p in re.findall(r"(?:GET|POST|DELETE) (/api/[^`,\s]+)", table)}
+    documented |= {generic(p).replace("...", "/api/runs/{id}") for p in re.findall(r"`(\.\.\./download/[^`]+)`", table)}
+    assert {generic(p) for p in paths} <= documented

@@ -232,7 +232,7 @@ def cmd_serve(args) -> int:
         signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run("server.main:create_app", factory=True, host=args.host, port=args.port,
-                    log_level="info", timeout_graceful_shutdown=5)
+                    workers=max(1, args.workers), log_level="info", timeout_graceful_shutdown=5)
     finally:
         if worker is not None:
             stop_process(worker, grace=settings.stop_grace_seconds + 10)
@@ -359,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-worker", action="store_true", help="start no local worker (workers run elsewhere)")
+    p.add_argument("--workers", type=int, default=1, help="web server processes (uvicorn workers; one per core)")
     p = add("worker", cmd_worker, "run a worker: Celery with a broker URL, else a local worker on the database")
     p.add_argument("--broker", help="Celery broker URL, e.g. redis://host:6379/0 (default: CIRCUITBOARD_BROKER_URL)")
     p.add_argument("--queue", action="append", choices=("cpu", "gpu"),

@@ -21,6 +21,13 @@ change the function. :func:`tl_config` raises :class:`ExportError` for it: expor
 train with ``norm=pre``. Everything else (learned, frozen, rotary and no positions; biases or none;
 any layer and head count) maps exactly: a test checks hook_pattern and logits against ours.
 
+In memory only, ``to_hooked_transformer(model, paper_norm_hooks=True)`` maps a ``norm="paper"``
+model exactly anyway, with TransformerLens *permanent* hooks: a model without norms
+(``normalization_type=None``) whose ``blocks.l.hook_resid_pre`` returns ln1(h) (the stream itself,
+as the paper does), ``blocks.l.hook_mlp_in`` returns ln2, and the last ``hook_resid_post`` returns
+ln_final. Caches then show the normalised values at those three sites. Such a model cannot be saved
+as config + weights (hooks are code), so :func:`save_tl` still refuses it.
+
 Safetensors: the model's own state dict, under its own names (``model.safetensors``), beside
 ``config.json`` (the ModelConfig, the run's flat spec, run id and step), loadable without this code.
 """
@@ -43,26 +50,31 @@ class ExportError(ValueError):
     """The model cannot be exported in the asked format without changing what it computes."""
 
 
-def tl_config(cfg) -> dict:
-    """HookedTransformerConfig keyword arguments for a ModelConfig (raises ExportError for norm='paper')."""
-    if cfg.norm != "pre":
+def tl_config(cfg, *, paper_norm_hooks: bool = False) -> dict:
+    """HookedTransformerConfig keyword arguments for a ModelConfig (raises ExportError for norm='paper',
+    unless ``paper_norm_hooks``: then a norm-free config that the hooks complete)."""
+    if cfg.norm != "pre" and not paper_norm_hooks:
         raise ExportError(
             f"norm={cfg.norm!r} does not map onto TransformerLens: its blocks add attention to the normalised "
-            "stream ln1(h), where TransformerLens adds it to h. Export safetensors instead, or train with norm=pre.")
+            "stream ln1(h), where TransformerLens adds it to h. Export safetensors instead, train with norm=pre, "
+            "or build it in memory with to_hooked_transformer(model, paper_norm_hooks=True).")
+    paper = cfg.norm == "paper"
     return {
         "n_layers": cfg.n_layers, "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "d_head": cfg.d_head,
         "n_heads": cfg.n_heads, "d_mlp": cfg.d_mlp, "d_vocab": cfg.d_vocab, "act_fn": "gelu",
-        "normalization_type": "LN", "eps": 1e-5, "default_prepend_bos": False,
+        "normalization_type": None if paper else "LN", "use_hook_mlp_in": paper, "eps": 1e-5,
+        "default_prepend_bos": False,
         "positional_embedding_type": "rotary" if cfg.pos_encoding == "rope" else "standard",
         **({"rotary_dim": cfg.d_head, "rotary_adjacent_pairs": False, "rotary_base": 10000}
            if cfg.pos_encoding == "rope" else {}),
     }
 
 
-def tl_state_dict(model) -> dict[str, torch.Tensor]:
-    """Our weights under TransformerLens names and shapes (see the module docstring's table)."""
+def tl_state_dict(model, *, paper_norm_hooks: bool = False) -> dict[str, torch.Tensor]:
+    """Our weights under TransformerLens names and shapes (see the module docstring's table); with
+    ``paper_norm_hooks`` the norms are left out (the hooks apply them)."""
     cfg = model.cfg
-    tl_config(cfg)  # refuse what does not map before building anything
+    tl_config(cfg, paper_norm_hooks=paper_norm_hooks)  # refuse what does not map before building anything
     H, dh, d = cfg.n_heads, cfg.d_head, cfg.d_model
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -92,24 +104,48 @@ def tl_state_dict(model) -> dict[str, torch.Tensor]:
         out[f"{p}mlp.b_out"] = bias(f"{p}mlp.fc_out.bias", d)
     out["ln_final.w"] = sd["ln_final.weight"]
     out["ln_final.b"] = bias("ln_final.bias", d)
+    if cfg.norm == "paper":  # the permanent hooks apply the norms
+        out = {k: v for k, v in out.items() if ".ln" not in k and not k.startswith("ln_final")}
     out["unembed.W_U"] = sd["unembed.weight"].T.contiguous()  # [d, vocab]
     out["unembed.b_U"] = bias("unembed.bias", cfg.d_vocab)
     return out
 
 
-def to_hooked_transformer(model):
-    """A transformer_lens.HookedTransformer computing exactly what ``model`` computes (eval mode)."""
+def to_hooked_transformer(model, *, paper_norm_hooks: bool = False):
+    """A transformer_lens.HookedTransformer computing exactly what ``model`` computes (eval mode).
+    ``paper_norm_hooks``: map a norm='paper' model with permanent hooks (module docstring)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    tl = HookedTransformer(HookedTransformerConfig(**tl_config(model.cfg), device="cpu"))
+    cfg = model.cfg
+    tl = HookedTransformer(HookedTransformerConfig(**tl_config(cfg, paper_norm_hooks=paper_norm_hooks), device="cpu"))
     state = tl.state_dict()
-    weights = tl_state_dict(model)
+    weights = tl_state_dict(model, paper_norm_hooks=paper_norm_hooks)
     unknown = set(weights) - set(state)
     if unknown:
         raise ExportError(f"TransformerLens has no parameters named {sorted(unknown)}")
     state.update(weights)
     tl.load_state_dict(state)
+    if cfg.norm == "paper":
+        for name, ln in _paper_norm_sites(model):
+            tl.add_hook(name, _norm_hook(ln), is_permanent=True)
     return tl.eval()
+
+
+def _paper_norm_sites(model) -> list[tuple[str, torch.nn.LayerNorm]]:
+    last = model.cfg.n_layers - 1
+    sites = []
+    for l, block in enumerate(model.blocks):
+        sites += [(f"blocks.{l}.hook_resid_pre", block.ln1), (f"blocks.{l}.hook_mlp_in", block.ln2)]
+    return sites + [(f"blocks.{last}.hook_resid_post", model.ln_final)]
+
+
+def _norm_hook(ln: torch.nn.LayerNorm):
+    weight = ln.weight.detach().clone()
+    bias = None if ln.bias is None else ln.bias.detach().clone()
+
+    def hook(x: torch.Tensor, hook) -> torch.Tensor:  # x [batch, pos, d_model]
+        return torch.nn.functional.layer_norm(x, weight.shape, weight, bias, ln.eps)
+    return hook
 
 
 def save_tl(model, out_dir: str | Path) -> list[Path]:

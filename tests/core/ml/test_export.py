@@ -73,3 +73,25 @@ def test_paper_norm_is_refused_and_safetensors_round_trip(tiny_spec, tmp_path):
     again = load_safetensors(tmp_path)
     inputs = torch.randint(0, 64, (3, 9))
     assert torch.equal(again(inputs), model(inputs))
+
+
+def test_paper_norm_maps_exactly_with_permanent_hooks(tiny_spec):
+    transformer_lens()
+    spec = tiny_spec(n_heads=2)  # norm="paper"
+    torch.manual_seed(4)
+    model = Transformer(ModelConfig.from_spec(spec)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    tokens, _ = build_dataset(spec.problem).split("test")
+    inputs = torch.from_numpy(tokens[:24, :-1].astype(np.int64))
+    tl = to_hooked_transformer(model, paper_norm_hooks=True)
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    ours_logits, ours = run_with_cache(model, inputs, names)
+    tl_logits, cache = tl.run_with_cache(inputs, names_filter=lambda name: name in names)
+    for name in names:
+        assert (cache[name] - ours[name]).abs().max() < 1e-5, name
+    assert (tl_logits - ours_logits).abs().max() < 1e-4
+    tl.reset_hooks()  # a user's reset keeps the permanent norm hooks
+    assert (tl(inputs) - ours_logits).abs().max() < 1e-4

@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "create or upgrade the database schema")
     from core.causal.cli import register  # intervene, export, import-eval (torch only when they run)
 
-    register(sub)
+    register(add)
     return parser
 
 

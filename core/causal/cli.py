@@ -6,7 +6,7 @@
     circuitboard export 1 --step 3000 --format tl --out exported/      # or --format safetensors
     circuitboard import-eval eval.csv --preset paper-polynomial       # the authors' eval.csv as a run
 
-``register(subparsers)`` adds them to core.cli's parser. ``intervene`` creates an ``intervene``
+``register(add)`` adds them to core.cli's parser. ``intervene`` creates an ``intervene``
 job; without ``--queue`` it claims that job itself and runs it in the foreground, fenced like a
 worker's, so the job and its results look the same either way. Bad input exits 2 with one line
 per problem, before anything is written.
@@ -21,13 +21,8 @@ from core.specs import SpecError
 EXIT_BAD_INPUT = 2
 
 
-def register(subparsers) -> None:
-    def add(name, fn, help):
-        p = subparsers.add_parser(name, help=help, description=help)
-        p.add_argument("--db", help="database URL (default: CIRCUITBOARD_DATABASE_URL or sqlite:///circuitboard.db)")
-        p.set_defaults(fn=fn)
-        return p
-
+def register(add) -> None:
+    """Add the commands through core.cli's ``add(name, fn, help)``, which gives each its ``--db``."""
     p = add("intervene", cmd_intervene, "test a run's circuit causally: ablate, zero edges, patch patterns or activations, probe")
     p.add_argument("run", type=int)
     p.add_argument("--kind", required=True, choices=("ablate", "edge", "pattern", "activation_patch", "probe"))

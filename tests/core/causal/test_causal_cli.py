@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
-from core.causal.cli import register
+from core.cli import main
 from core.db import crud
 from core.db.session import session_scope
 from tests.core.test_eval_import import eval_csv
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="circuitboard")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.fn(args)
+    return main(list(argv))
 
 
 def test_intervene_export_and_import(trained, tmp_path, capsys):

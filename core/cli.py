@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -221,6 +222,12 @@ def cmd_serve(args) -> int:
         os.environ["CIRCUITBOARD_DATABASE_URL"] = args.db
         get_settings.cache_clear()
     settings = get_settings()
+    if args.workers > 1 and not settings.secret_key:
+        # Each uvicorn worker process builds its own app; without a shared key each would draw its own
+        # random one, and a CSRF token or login cookie signed by one process would fail in the others.
+        os.environ["CIRCUITBOARD_SECRET_KEY"] = secrets.token_urlsafe(32)
+        get_settings.cache_clear()
+        settings = get_settings()
     upgrade(settings.database_url)
     worker = None
     if not args.no_worker and not settings.broker_url:

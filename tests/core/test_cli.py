@@ -143,3 +143,40 @@ def test_worker_refuses_an_unknown_device(db):
     result = cli("worker", "--device", "tpu", "--db", url)
     assert result.returncode == 2
     assert "device: must be cpu, cuda or cuda:N (got 'tpu')" in result.stderr
+
+
+@pytest.mark.parametrize("workers, preset, shared", [(2, None, True), (1, None, False), (3, "set-by-hand", True)])
+def test_serve_with_several_workers_shares_one_secret_key(db, monkeypatch, workers, preset, shared):
+    """uvicorn's worker processes each build the app: they must sign CSRF tokens and logins alike."""
+    import argparse
+
+    import uvicorn
+
+    import core.db.session
+    from core import cli as core_cli
+    from core.settings import get_settings
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(key=os.environ.get("CIRCUITBOARD_SECRET_KEY"),
+                                                                      workers=kw["workers"]))
+    monkeypatch.setattr(core.db.session, "upgrade", lambda url: None)
+    monkeypatch.setenv("CIRCUITBOARD_SECRET_KEY", "placeholder")  # so monkeypatch restores the variable
+    if preset is None:
+        monkeypatch.delenv("CIRCUITBOARD_SECRET_KEY")
+    else:
+        monkeypatch.setenv("CIRCUITBOARD_SECRET_KEY", preset)
+    monkeypatch.setenv("CIRCUITBOARD_DATABASE_URL", db[0])  # cmd_serve sets it from --db; restored after
+    monkeypatch.setattr("signal.signal", lambda *a: None)  # cmd_serve installs handlers for uvicorn's re-raise
+    get_settings.cache_clear()
+    try:
+        args = argparse.Namespace(db=db[0], no_worker=True, host="127.0.0.1", port=0, workers=workers)
+        assert core_cli.cmd_serve(args) == 0
+    finally:
+        get_settings.cache_clear()
+    assert seen["workers"] == workers
+    if preset is not None:
+        assert seen["key"] == preset  # a key set by hand is kept
+    elif shared:
+        assert seen["key"] and len(seen["key"]) >= 32  # drawn once here, inherited by every uvicorn worker
+    else:
+        assert seen["key"] is None  # one process: security.py's own random key is fine

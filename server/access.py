@@ -9,7 +9,7 @@ Pages build their links with ``access.url(path)``, so a shared page only ever li
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
@@ -23,8 +23,6 @@ class Access:
     run_ids: frozenset[int] | None = None  # None: every run
     sweep_ids: frozenset[int] | None = None  # None: every sweep
     prefix: str = ""  # "/s/<token>" on a shared view
-    share_id: int | None = None
-    state: dict = field(default_factory=dict)  # the shared view's query, for the first visit
 
     def can_see_run(self, run_id: int) -> bool:
         return self.run_ids is None or run_id in self.run_ids
@@ -33,8 +31,11 @@ class Access:
         if not self.can_see_run(run_id):
             raise HTTPException(status_code=404, detail=f"no run {run_id}")
 
+    def can_see_sweep(self, sweep_id: int) -> bool:
+        return self.sweep_ids is None or sweep_id in self.sweep_ids
+
     def require_sweep(self, sweep_id: int) -> None:
-        if self.sweep_ids is not None and sweep_id not in self.sweep_ids:
+        if not self.can_see_sweep(sweep_id):
             raise HTTPException(status_code=404, detail=f"no sweep {sweep_id}")
 
     def require_owner(self) -> None:
@@ -60,4 +61,4 @@ def get_access(request: Request) -> Access:
             raise HTTPException(status_code=404, detail="this link is unknown, revoked or expired")
         sweep_ids = frozenset([share.target["sweep_id"]]) if "sweep_id" in share.target else frozenset()
         return Access(readonly=True, run_ids=frozenset(shares.readable_run_ids(session, share)),
-                      sweep_ids=sweep_ids, prefix=f"/s/{token}", share_id=share.id, state=dict(share.state))
+                      sweep_ids=sweep_ids, prefix=f"/s/{token}")

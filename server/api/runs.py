@@ -97,7 +97,7 @@ def get_run(run_id: RunId, access: Annotated[Access, Depends(get_access)],
             session: Annotated[Session, Depends(deps.read_session)]) -> Any:
     access.require_run(run_id)
     try:
-        return views.run_detail(session, run_id=run_id)
+        return views.run_detail(session, run_id=run_id, access=access)
     except views.NotFound as exc:
         return error(404, str(exc))
 

@@ -78,7 +78,7 @@ def run_page(request: Request, run_id: int, access: Annotated[Access, Depends(ge
              score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Response:
     access.require_run(run_id)
     try:
-        run = views.run_detail(session, run_id=run_id)
+        run = views.run_detail(session, run_id=run_id, access=access)
     except views.NotFound as exc:
         return _page(request, "partials/run_missing.html", access, status_code=404, message=str(exc))
     rows = views.figure_rows(session, run_id=run_id, score=score)

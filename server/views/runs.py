@@ -29,6 +29,7 @@ from core.db.models import Job, JobKind, Run, Status, Sweep
 from core.problems import EXPECTED_LAYER, ROLES, eoi_position, expected_keys, tokens
 from core.snapshots import unpack
 from core.summary import ROLE_TITLES
+from server.access import OWNER, Access
 from server.views.schemas import (
     ExpectedCells,
     Lineage,
@@ -149,35 +150,43 @@ def progress(run: Run, job: Job | None) -> Progress:
                     attempt=job.attempt if job else None)
 
 
-def run_detail(session: Session, *, run_id: int) -> RunDetail:
+def run_detail(session: Session, *, run_id: int, access: Access = OWNER) -> RunDetail:
+    """The run; its lineage names only the runs and the sweep that ``access`` may see."""
     run = get_run(session, run_id=run_id)
     job = latest_train_job(session, run_id=run_id)
     return RunDetail(
         id=run.id, url=f"/runs/{run.id}", name=run.name, status=run.status, preset=run.preset,
         tags=list(run.tags or []), notes=run.notes or "", created_at=run.created_at,
         started_at=run.started_at, finished_at=run.finished_at, progress=progress(run, job),
-        config=dict(run.spec or {}), summary=dict(run.summary or {}), lineage=lineage(session, run=run),
+        config=dict(run.spec or {}), summary=dict(run.summary or {}), lineage=lineage(session, run=run, access=access),
         error=run.error or (job.error if job is not None and job.status == Status.FAILED.value else None),
         snapshot_steps=crud.list_snapshot_steps(session, run_id=run_id),
         checkpoint_steps=crud.checkpoint_steps(session, run_id=run_id),
         terminal=run.status in TERMINAL)
 
 
-def lineage(session: Session, *, run: Run) -> Lineage:
-    parent = None
+def lineage(session: Session, *, run: Run, access: Access = OWNER) -> Lineage:
+    """Parent, children and sweep of ``run``, less whatever ``access`` may not see (a share link names
+    its runs only: a hidden parent is reported as ``parent_hidden``, hidden children and sweeps not at all)."""
+    parent, parent_hidden = None, False
     if run.parent_run_id is not None:
-        row = session.get(Run, run.parent_run_id)
-        parent = RunRef(id=run.parent_run_id, name=row.name if row else None, status=row.status if row else None,
-                        step=run.parent_step, url=f"/runs/{run.parent_run_id}")
+        if access.can_see_run(run.parent_run_id):
+            row = session.get(Run, run.parent_run_id)
+            parent = RunRef(id=run.parent_run_id, name=row.name if row else None,
+                            status=row.status if row else None, step=run.parent_step,
+                            url=f"/runs/{run.parent_run_id}")
+        else:
+            parent_hidden = True
     children = [RunRef(id=id_, name=name, status=status, step=step, url=f"/runs/{id_}")
                 for id_, name, status, step in session.execute(
                     select(Run.id, Run.name, Run.status, Run.parent_step)
-                    .where(Run.parent_run_id == run.id).order_by(Run.id))]
-    sweep_name = None
-    if run.sweep_id is not None:
-        sweep_name = session.scalar(select(Sweep.name).where(Sweep.id == run.sweep_id))
-    return Lineage(parent=parent, children=children, sweep_id=run.sweep_id, sweep_name=sweep_name,
-                   sweep_cell=run.sweep_cell)
+                    .where(Run.parent_run_id == run.id).order_by(Run.id))
+                if access.can_see_run(id_)]
+    if run.sweep_id is None or not access.can_see_sweep(run.sweep_id):
+        return Lineage(parent=parent, parent_hidden=parent_hidden, children=children)
+    sweep_name = session.scalar(select(Sweep.name).where(Sweep.id == run.sweep_id))
+    return Lineage(parent=parent, parent_hidden=parent_hidden, children=children, sweep_id=run.sweep_id,
+                   sweep_name=sweep_name, sweep_cell=run.sweep_cell)
 
 
 # ---------------------------------------------------------------- metrics

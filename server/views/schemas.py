@@ -70,6 +70,7 @@ class Lineage(BaseModel):
     """Where a run comes from and what came from it."""
 
     parent: RunRef | None = None  # the run whose checkpoint this one was initialised from
+    parent_hidden: bool = False  # initialised from a run this share link does not name (parent is then None)
     children: list[RunRef] = []  # runs initialised from this one (fine-tunes)
     sweep_id: int | None = None
     sweep_name: str | None = None

@@ -172,3 +172,28 @@ def test_the_links_page_makes_and_revokes_with_forms(app_client, anonymous, trai
     assert revoked.status_code == 303 and revoked.headers["location"] == f"/runs/{trained_run}/shares"
     assert anonymous.get(path).status_code == 404
     assert app_client.post(f"/runs/{trained_run}/shares", data={"expires_in_hours": "soon", **form_token(page.text)}).status_code == 422
+
+
+def test_a_run_link_names_no_parent_child_or_sweep_it_was_not_given(app_client, csrf, anonymous, engine):
+    spec = SweepSpec.parse({"preset": "fast-parity", "axes": {"d_model": [16, 32]}})
+    with session_scope(engine) as session:
+        sweep_id = create_sweep(session, spec=spec, name="secret-sweep-name").sweep_id
+        parent = crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="secret-parent-name").id
+        child = crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="shared-child",
+                                parent_run_id=parent, parent_step=10, sweep_id=sweep_id).id
+        crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="secret-grandchild-name",
+                        parent_run_id=child, parent_step=5)
+    owner = app_client.get(f"/api/runs/{child}").json()["lineage"]
+    assert owner["parent"]["name"] == "secret-parent-name" and owner["sweep_name"] == "secret-sweep-name"
+    assert [c["name"] for c in owner["children"]] == ["secret-grandchild-name"]
+    prefix = "/s/" + token_of(share(app_client, csrf, child)["url"])
+    api = anonymous.get(f"{prefix}/api/runs/{child}")
+    assert api.status_code == 200
+    lineage = api.json()["lineage"]
+    assert lineage["parent"] is None and lineage["parent_hidden"] and lineage["children"] == []
+    assert lineage["sweep_id"] is None and lineage["sweep_name"] is None and lineage["sweep_cell"] is None
+    page = anonymous.get(f"{prefix}/runs/{child}")
+    assert page.status_code == 200 and "fine-tuned from a run not shared" in page.text
+    for text in (api.text, page.text):
+        assert "secret-parent-name" not in text and "secret-grandchild-name" not in text
+        assert "secret-sweep-name" not in text and f"/runs/{parent}" not in text

@@ -11,6 +11,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,9 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import crud, jobs
-from core.db.models import Job, Run
+from core.db.models import Run
 from core.settings import Settings
 from core.specs import RunSpec
+
+log = logging.getLogger("core.submit")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, pres
     if key is not None:
         earlier = session.scalars(select(Run).where(Run.idempotency_key == key)).first()
         if earlier is not None:
-            job = jobs.latest_job_for_run(session, run_id=earlier.id)
+            job = jobs.latest_train_job(session, run_id=earlier.id)
             return Queued(run_id=earlier.id, job_id=job.id if job else 0, created=False)
     parent = spec.train.init_source
     run = crud.create_run(session, spec=spec.to_flat(), name=name, preset=preset, tags=tags, notes=notes,
@@ -57,13 +60,15 @@ def dispatch(settings: Settings, job_ids: Sequence[int]) -> None:
 
     Embedded (no broker URL): nothing to send; local workers poll the jobs table. With a broker,
     each id is published to Celery by task name on its job's queue (``core.names.EXECUTE_JOB_TASK``).
+    Never raises: the jobs are committed already, so a broker that stays away after publish's retries
+    is only logged; the Celery workers' upkeep thread re-publishes QUEUED jobs left unclaimed.
     """
     if not settings.broker_url or not job_ids:
         return
     from core.celery_client import publish  # imported only when a broker is configured
 
-    publish(settings, job_ids)
-
-
-def job_queue(session: Session, *, job_id: int) -> str:
-    return session.scalar(select(Job.queue).where(Job.id == job_id))
+    try:
+        publish(settings, job_ids)
+    except Exception as exc:  # noqa: BLE001 - kombu, redis or socket errors alike: the jobs stay QUEUED
+        log.warning("jobs %s: not published yet (the upkeep thread re-publishes them): %s",
+                    ", ".join(map(str, job_ids)), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

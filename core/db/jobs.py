@@ -142,6 +142,13 @@ def latest_job_for_run(session: Session, *, run_id: int) -> Job | None:
     return session.scalars(query).first()
 
 
+def latest_train_job(session: Session, *, run_id: int) -> Job | None:
+    """The newest train job of a run (an idempotent re-submit answers with it, not an intervention's)."""
+    query = (select(Job).where(Job.run_id == run_id, Job.kind == JobKind.TRAIN.value)
+             .order_by(Job.id.desc()).limit(1))
+    return session.scalars(query).first()
+
+
 def has_queued(session: Session, *, queues: Sequence[str]) -> bool:
     """Whether any job waits on ``queues`` (a cheap read, so idle pollers take no write lock)."""
     query = select(Job.id).where(Job.status == Status.QUEUED.value, Job.queue.in_(list(queues))).limit(1)

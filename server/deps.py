@@ -9,13 +9,20 @@ nothing here reads the process environment, so tests inject their own settings.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Path, Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from core.db.session import session_scope
 from core.settings import Settings
+
+
+MAX_ID = 2**31 - 1  # ids are SQL integers; a larger number names nothing (and must not reach the driver)
+PathId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id")]  # every id in a route's path (pages and API)
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="run id")]
+SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id")]
 
 
 def settings(request: Request) -> Settings:

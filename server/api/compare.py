@@ -23,13 +23,12 @@ from core.snapshots import unpack
 from core.summary import ROLE_TITLES
 from server import figures_compare as F
 from server.access import Access, get_access
-from server.deps import read_session
+from server.deps import MAX_ID, read_session
 
 read = APIRouter(tags=["compare"])
 write = APIRouter()
 
 MAX_RUNS = 4
-MAX_ID = 2**31 - 1
 CURVES = (("test/seq_acc", "test seq_acc", (0, 1.02)), ("train/loss", "train loss", None))
 
 

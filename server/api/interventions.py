@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -26,12 +26,11 @@ from core.db.session import session_scope
 from core.submit import dispatch
 from core.summary import causal_verdict, summarize
 from server.access import Access, get_access
-from server.deps import read_session
+from server.deps import RunId, read_session
 
 read = APIRouter(tags=["interventions"])
 write = APIRouter(tags=["interventions"])
 
-RunId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class InterventionQueued(BaseModel):

@@ -31,6 +31,7 @@ from core.db.session import session_scope
 from core.specs import MAX_STEPS, SpecError
 from core.submit import dispatch
 from server import deps, figures
+from server.deps import RunId
 from server.access import Access, get_access
 from server.views import runs as views
 from server.views.schemas import (
@@ -50,7 +51,6 @@ from server.views.submit import SubmitRequest, budget, resolve_spec, submit
 read = APIRouter(prefix="/api", tags=["runs"])
 write = APIRouter(prefix="/api", tags=["runs"])
 
-RunId = Annotated[int, Path(ge=1, le=2**31 - 1, description="run id")]
 Step = Annotated[int, Path(ge=0, le=MAX_STEPS, description="training step")]
 ERRORS = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 GZIP_MIN_BYTES = 1024

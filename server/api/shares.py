@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,16 +26,14 @@ from sqlalchemy.orm import Session
 from core.db import crud, shares
 from core.db.models import Share, Sweep, utcnow
 from server.access import Access, get_access
-from server.deps import write_session
+from server.deps import MAX_ID, PathId, write_session
 
 read = APIRouter()
 write = APIRouter(tags=["shares"])
 
 MAX_COMPARED = 4
 MAX_STATE_CHARS = 2000
-MAX_ID = 2**31 - 1  # ids are SQL integers; a larger number names nothing (and must not reach the driver)
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
-PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class ShareIn(BaseModel):

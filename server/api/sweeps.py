@@ -17,7 +17,7 @@ import math
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -30,13 +30,12 @@ from core.summary import ROLE_TITLES
 from core.sweeps import create_sweep, sweep_cells
 from server import figures_compare as F
 from server.access import Access, get_access
-from server.deps import read_session
+from server.deps import SweepId, read_session
 
 read = APIRouter(tags=["sweeps"])
 write = APIRouter(tags=["sweeps"])
 
 MAX_CELLS = 256  # runs one request may queue
-SweepId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class SweepIn(BaseModel):

@@ -22,6 +22,7 @@ from core.presets import PRESET_TITLES, PRESETS
 from core.specs import FLAT_FIELDS, RunSpec, SpecError
 from core.summary import ROLE_TITLES
 from server import deps, figures
+from server.deps import RunId
 from server.access import Access, get_access
 from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, parse_form
 from server.views import runs as views
@@ -68,7 +69,7 @@ def runs_page(request: Request, access: Annotated[Access, Depends(get_access)],
 
 
 @read.get("/runs/{run_id:int}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: int, access: Annotated[Access, Depends(get_access)],
+def run_page(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
              session: Annotated[Session, Depends(deps.read_session)],
              step: Annotated[int | None, Query(ge=0)] = None,
              probe: Annotated[int | None, Query(ge=0)] = None,

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from core.db import crud, shares
 from server.access import Access
-from server.api.shares import PathId, ShareIn, create_link, owner, share_row
-from server.deps import write_session
+from server.api.shares import ShareIn, create_link, owner, share_row
+from server.deps import PathId, write_session
 from server.security import safe_next
 
 read = APIRouter()

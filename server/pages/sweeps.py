@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from server.access import Access, get_access
-from server.api.sweeps import SweepId, build_sweep
-from server.deps import read_session
+from server.api.sweeps import build_sweep
+from server.deps import SweepId, read_session
 
 read = APIRouter(include_in_schema=False)
 write = APIRouter()

@@ -70,6 +70,13 @@ def test_out_of_range_state_falls_back_to_what_exists(app_client, trained_run):
     assert app_client.get("/runs/999999").status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/runs/{}", "/sweeps/{}", "/runs/{}/shares", "/api/runs/{}", "/api/sweeps/{}",
+                                  "/api/runs/{}/shares", "/api/runs/{}/interventions"])
+@pytest.mark.parametrize("bad_id", ["99999999999999999999999", "2147483648", "0"])
+def test_an_id_out_of_the_integer_range_is_422_not_500(app_client, path, bad_id):
+    assert app_client.get(path.format(bad_id)).status_code == 422
+
+
 def test_the_new_run_form_shows_every_field_with_its_bound(app_client):
     html = app_client.get("/runs/new", params={"preset": "paper-parity"}).text
     for key in FLAT_KEYS:

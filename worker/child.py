@@ -7,7 +7,7 @@ outcome from the exit status (the ``EXIT_*`` codes below). Everything it writes 
 
 The job's kind picks the work: ``train`` -> ``core.recording.execute_training`` (on the spec's
 device, or the worker's, ``CIRCUITBOARD_WORKER_DEVICE``, when the spec names none); ``intervene``
--> ``core.causal.jobs.execute_intervention_job``. Both return the final status: SUCCEEDED, FAILED,
+-> ``core.causal.jobs.execute_intervention_job`` (the same device rule). Both return the final status: SUCCEEDED, FAILED,
 or, when asked to stop, the status to hand back.
 
 - SIGTERM asks it to stop: training ends after the current step with a resume checkpoint
@@ -84,7 +84,8 @@ def run_job(engine, job_id: int, token: int, stop: threading.Event) -> str:
     if kind == JOB_INTERVENE:
         from core.causal.jobs import execute_intervention_job  # written alongside; torch, from here on
 
-        return execute_intervention_job(engine, job_id, guard=guard, should_stop=stop.is_set)
+        return execute_intervention_job(engine, job_id, guard=guard, should_stop=stop.is_set,
+                                        device=os.environ.get(WORKER_DEVICE_ENV) or None)
     raise ValueError(f"a worker child cannot run {kind!r} jobs")
 
 

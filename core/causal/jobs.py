@@ -5,8 +5,9 @@ calls for a job of kind ``intervene`` (its payload: ``{"spec": InterventionSpec 
 each requested step it loads the run's ``weights`` checkpoint, rebuilds the dataset (core.problems,
 deterministic from the run's spec) and the model, runs every variant on every target, and writes
 each result through ``guard(session)`` first, in the same transaction, so a worker that lost its
-lease writes nothing more (as ``core.recording.RunRecorder.write`` does). Results already stored
-for this run are skipped, so a retried job resumes where the last attempt stopped.
+lease writes nothing more (as ``core.recording.RunRecorder.write`` does). Results this job stored
+already are skipped, so a retried job resumes where the last attempt stopped; a new job recomputes
+and replaces an older job's results for the same key (its rows, seed or metric may differ).
 
 Torch is imported inside the functions only: this module is imported by the worker's child, and
 its names (``plan``, the targets) are torch-free.
@@ -94,8 +95,9 @@ def resolve_steps(spec: InterventionSpec, recorded: list[int]) -> list[int]:
     return [spec.steps]
 
 
-def load_model(engine: Engine, run_id: int, step: int | None = None):
-    """(model in eval mode, its RunSpec, the step) from a run's weights checkpoint (None: the last)."""
+def load_model(engine: Engine, run_id: int, step: int | None = None, *, device=None):
+    """(model in eval mode, its RunSpec, the step) from a run's weights checkpoint (None: the last),
+    on ``device`` (a torch.device; None: cpu)."""
     from core.ml import checkpoints
     from core.ml.model import ModelConfig, Transformer
 
@@ -112,6 +114,8 @@ def load_model(engine: Engine, run_id: int, step: int | None = None):
         state = checkpoints.from_bytes(row.data)["model"]
     model = Transformer(ModelConfig.from_spec(spec))
     model.load_state_dict(state)
+    if device is not None:
+        model.to(device)
     return model.eval(), spec, step
 
 
@@ -133,15 +137,16 @@ def _peaky(rows: list[tuple[str, int, float]], step: int, target: Target) -> dic
 
 
 def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None = None,
-                             should_stop: Callable[[], bool] | None = None) -> str:
+                             should_stop: Callable[[], bool] | None = None, device: str | None = None) -> str:
     """Run job ``job_id`` (kind ``intervene``); return SUCCEEDED, or RUNNING when ``should_stop`` ended it
-    early (the caller hands the job back; its stored results are kept and skipped next time)."""
-    import torch
+    early (the caller hands the job back; its stored results are kept and skipped next time).
 
+    It runs on the run spec's ``device``, else on ``device`` (the worker's), else on the cpu."""
     from core.ml import interventions as iv
     from core.ml.evaluate import teacher_forced
     from core.ml.patching import activation_patching, corrupt_rows
     from core.ml.probes import probe
+    from core.ml.train import resolve_device
 
     guard = guard or (lambda session: None)
     should_stop = should_stop or (lambda: False)
@@ -156,7 +161,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
         run_spec = RunSpec.from_flat(run.spec)
         summary = dict(run.summary or {}) or summarize(crud.get_metrics(session, run_id=run_id))  # still training
         recorded = crud.checkpoint_steps(session, run_id=run_id, kind=WEIGHTS)
-        done = results.done_keys(session, run_id=run_id)
+        done = results.done_keys(session, run_id=run_id, job_id=job_id)
         scores = crud.get_metrics(session, run_id=run_id, prefix="score/")
     spec = InterventionSpec.parse(payload.get("spec", {}))
     steps = resolve_steps(spec, recorded)
@@ -168,7 +173,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
     data = build_dataset(run_spec.problem)
     tokens, lengths = data.split("test")
     p, loss_on = run_spec.problem, run_spec.train.loss_on
-    device = torch.device("cpu")
+    device = resolve_device(run_spec.train.device or device)
     lo, hi = figure_lengths(p.min_len, p.max_len)
 
     step_fn = one_step(run_spec.problem.problem)
@@ -207,7 +212,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
             if (step, label, target_label) in done:
                 continue
             if model is None:
-                model, _, _ = load_model(engine, run_id, step)
+                model, _, _ = load_model(engine, run_id, step, device=device)
                 if spec.kind == "probe" and spec.layer >= model.cfg.n_layers:
                     raise InterventionError(f"layer: the model has {model.cfg.n_layers} layers (got {spec.layer})")
             if spec.kind == "activation_patch":
@@ -233,7 +238,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
                                       for layer, head, role in target.heads])
                 elif variant == "run":
                     if source is None:
-                        source, _, _ = load_model(engine, spec.source_run, spec.source_step)
+                        source, _, _ = load_model(engine, spec.source_run, spec.source_step, device=device)
                     fn = iv.patch_from_model(model, source, target.pairs)
                 else:
                     fn = iv.patch_ideal(model, list(target.heads), shift=spec.shift if variant == "shift" else 0)

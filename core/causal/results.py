@@ -52,15 +52,15 @@ def list_results(session: Session, *, run_id: int, step: int | None = None,
     return sorted(out, key=lambda r: (r["intervention"], r["target"], r["step"]))
 
 
-def done_keys(session: Session, *, run_id: int) -> set[tuple[int, str, str]]:
-    """(step, intervention, target) of every stored result of the run: what a retried job may skip."""
+def done_keys(session: Session, *, run_id: int, job_id: int) -> set[tuple[int, str, str]]:
+    """(step, intervention, target) of the results job ``job_id`` stored already: what its retry may skip.
+
+    Only the job's own: another job with the same key may have asked for other rows, seed or metric,
+    so a new job recomputes and replaces its results (``put_result`` upserts).
+    """
     query = select(InterventionResult.step, InterventionResult.intervention, InterventionResult.target)
-    return {tuple(row) for row in session.execute(query.where(InterventionResult.run_id == run_id))}
-
-
-def steps_with_results(session: Session, *, run_id: int) -> list[int]:
-    query = select(InterventionResult.step).where(InterventionResult.run_id == run_id).distinct()
-    return sorted(session.scalars(query).all())
+    query = query.where(InterventionResult.run_id == run_id, InterventionResult.job_id == job_id)
+    return {tuple(row) for row in session.execute(query)}
 
 
 def for_charts(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -40,14 +40,44 @@ def test_own_pattern_and_retry(trained):
     engine, run_id = trained
     spec = {"kind": "pattern", "variants": ["run", "ideal"], "heads": ["L1H0", "L0H*"], "source_run": run_id,
             "source_step": 12, "steps": 12, "rows_per_len": 8}
-    assert execute_intervention_job(engine, submit(engine, run_id, spec)) == "SUCCEEDED"
+    job_id = submit(engine, run_id, spec)
+    assert execute_intervention_job(engine, job_id) == "SUCCEEDED"
     rows = {(r["intervention"], r["target"]): r["result"] for r in stored(engine, run_id, step=12)}
     own = rows[("pattern/run" + f"{run_id}@12", "L1H0")]
     assert own["accuracy_by_length"] == own["baseline"]["accuracy_by_length"]
     assert ("pattern/ideal", "L0H*") in rows
     before = stored(engine, run_id)
-    assert execute_intervention_job(engine, submit(engine, run_id, spec)) == "SUCCEEDED"  # all done: skipped
+    assert execute_intervention_job(engine, job_id) == "SUCCEEDED"  # the same job again: all done, skipped
     assert [r["created_at"] for r in stored(engine, run_id)] == [r["created_at"] for r in before]
+
+
+def test_a_new_job_recomputes_what_an_older_job_stored_under_the_same_key(trained):
+    """Only a job's own results are skipped: another job on the same key may ask for other rows."""
+    engine, run_id = trained
+    spec = {"kind": "ablate", "variants": ["zero"], "heads": ["L1H0"], "steps": 12}
+    first = submit(engine, run_id, {**spec, "rows_per_len": 2})
+    execute_intervention_job(engine, first)
+    (row,) = [r for r in stored(engine, run_id, step=12, intervention="ablate/zero") if r["target"] == "L1H0"]
+    assert (row["job_id"], row["spec"]["rows_per_len"], row["result"]["rows_per_len"]) == (first, 2, 2)
+    second = submit(engine, run_id, {**spec, "rows_per_len": 5})
+    assert execute_intervention_job(engine, second) == "SUCCEEDED"
+    (row,) = [r for r in stored(engine, run_id, step=12, intervention="ablate/zero") if r["target"] == "L1H0"]
+    # replaced, not added: one row per key
+    assert (row["job_id"], row["spec"]["rows_per_len"], row["result"]["rows_per_len"]) == (second, 5, 5)
+
+
+def test_the_workers_device_applies_when_the_run_names_none(trained):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA to see the request refused")
+    from core.ml.train import TrainingError
+
+    engine, run_id = trained
+    job_id = submit(engine, run_id, {"kind": "edge", "variants": ["raw"], "heads": ["L1H0"], "steps": 6,
+                                     "rows_per_len": 2})
+    with pytest.raises(TrainingError, match="'cuda:0' requested but CUDA is not available"):
+        execute_intervention_job(engine, job_id, device="cuda:0")
 
 
 def test_a_guard_that_refuses_writes_nothing_and_stop_hands_back(trained):

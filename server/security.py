@@ -355,8 +355,9 @@ async def validation_error(_request: Request, exc: RequestValidationError) -> JS
 
 
 async def spec_error(_request: Request, exc: SpecError) -> JSONResponse:
-    return JSONResponse({"detail": [{"field": field, "msg": message} for field, message in exc.errors]},
-                        status_code=422)
+    """The same shape as ``validation_error``: ``{"detail": [{"field", "loc", "msg", "type"}]}``."""
+    return JSONResponse({"detail": [{"field": field, "loc": field.split("."), "msg": message, "type": "value_error"}
+                                    for field, message in exc.errors]}, status_code=422)
 
 
 # ------------------------------------------------------------------------------------------ install

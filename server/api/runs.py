@@ -7,8 +7,9 @@
     GET  /api/runs/7/snapshots/250?probe=3    one probe sequence, every layer and head (< 64 KB)
 
 Reads (``read``) are also served under a share link (``/s/{token}/api/...``) for the runs it names;
-writes (``write``) are the owner's. Every 4xx is JSON: ``{"detail": "...", "errors": [{"field",
-"message"}]}`` (FastAPI's own request validation keeps its ``detail`` list). Routes stay thin: the
+writes (``write``) are the owner's. Every 4xx is JSON ``{"detail": "..."}``; bad input (422) is
+``{"detail": [{"field", "msg"}, ...]}``, one shape for a bad request and a bad spec alike (the
+handlers of ``server.security``: a ``SpecError`` raised here reaches them). Routes stay thin: the
 work is in ``server.views``.
 """
 
@@ -28,7 +29,7 @@ from core.db import crud, jobs
 from core.db.jobs import JobNotFound
 from core.db.models import CheckpointKind
 from core.db.session import session_scope
-from core.specs import MAX_STEPS, SpecError
+from core.specs import MAX_STEPS
 from core.submit import dispatch
 from server import deps, figures
 from server.deps import RunId
@@ -45,6 +46,7 @@ from server.views.schemas import (
     RunPage,
     SnapshotSteps,
     SnapshotView,
+    ValidationErrorBody,
 )
 from server.views.submit import SubmitRequest, budget, resolve_spec, submit
 
@@ -52,18 +54,12 @@ read = APIRouter(prefix="/api", tags=["runs"])
 write = APIRouter(prefix="/api", tags=["runs"])
 
 Step = Annotated[int, Path(ge=0, le=MAX_STEPS, description="training step")]
-ERRORS = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+ERRORS = {404: {"model": ErrorBody}, 422: {"model": ValidationErrorBody}}
 GZIP_MIN_BYTES = 1024
 
 
-def error(status: int, detail: str, errors: list[tuple[str, str]] = ()) -> JSONResponse:
-    body = {"detail": detail, "errors": [{"field": f, "message": m} for f, m in errors]}
-    return JSONResponse(body, status_code=status)
-
-
-def spec_error(exc: SpecError) -> JSONResponse:
-    count = len(exc.errors)
-    return error(422, f"invalid spec: {count} problem{'s' * (count != 1)}", exc.errors)
+def error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 def json_response(request: Request, model: BaseModel) -> Response:
@@ -210,10 +206,7 @@ def download_checkpoint(run_id: RunId, step: Step, access: Annotated[Access, Dep
             summary="Queue a run (a preset and overrides, or a whole flat spec)")
 def create_run(request: Request, body: SubmitRequest, access: Annotated[Access, Depends(get_access)]) -> Any:
     access.require_owner()
-    try:
-        queued = submit(request.app.state.engine, request.app.state.settings, body)
-    except SpecError as exc:
-        return spec_error(exc)
+    queued = submit(request.app.state.engine, request.app.state.settings, body)  # SpecError -> 422
     created = Created(id=queued.run_id, url=f"/runs/{queued.run_id}", job_id=queued.job_id, created=queued.created)
     return created if queued.created else JSONResponse(created.model_dump(), status_code=200)
 
@@ -222,10 +215,7 @@ def create_run(request: Request, body: SubmitRequest, access: Annotated[Access, 
             summary="What a spec would cost (parameters, memory, time), without queueing it")
 def estimate(body: SubmitRequest, access: Annotated[Access, Depends(get_access)]) -> Any:
     access.require_owner()
-    try:
-        return budget(resolve_spec(body))
-    except SpecError as exc:
-        return spec_error(exc)
+    return budget(resolve_spec(body))  # SpecError -> 422
 
 
 def _job_action(request: Request, run_id: int, action: str) -> Any:

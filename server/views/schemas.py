@@ -174,16 +174,23 @@ class JobAction(BaseModel):
     job_status: str
 
 
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
 class ErrorBody(BaseModel):
-    """Every 4xx of the runs API: a sentence and, for bad input, one message per field."""
+    """A 4xx other than bad input: one sentence."""
 
     detail: str
-    errors: list[FieldError] = []
+
+
+class FieldError(BaseModel):
+    field: str  # "d_model", "overrides.lr", "init_from"
+    msg: str
+    loc: list[str] = []
+    type: str = "value_error"
+
+
+class ValidationErrorBody(BaseModel):
+    """Bad input (422), from a request FastAPI rejects or a spec ``core.specs`` rejects: one entry per problem."""
+
+    detail: list[FieldError]
 
 
 class BudgetView(BaseModel):

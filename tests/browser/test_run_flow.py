@@ -31,6 +31,12 @@ def test_launch_watch_and_scrub(live_url, start_worker, page):
     page.select_option("#f-preset", "fast-parity")
     assert page.input_value("#f-n_heads") == "4" and page.input_value("#f-problem") == "parity"  # the preset filled it
     page.wait_for_timeout(400)  # let the preset's own estimate land first
+    d_model = page.input_value("#f-d_model")
+    page.fill("#f-d_model", "65536")  # a bad spec: the estimate names the field, from the one 422 shape
+    page.wait_for_function("() => /d_model: must be <= 2048/.test(document.getElementById('budget').textContent)")
+    page.problems[:] = [p for p in page.problems if "status of 422" not in p]  # the browser logs the refused fetch
+    page.fill("#f-d_model", d_model)
+    page.wait_for_timeout(400)
     preset_estimate = page.text_content("#budget")
     for key, value in TINY.items():
         page.fill(f"#f-{key}", value)

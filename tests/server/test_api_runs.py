@@ -66,15 +66,15 @@ def test_the_same_idempotency_key_gives_the_same_run(app_client, csrf, unique_ta
 def test_bad_specs_are_422_naming_the_field_and_queue_nothing(app_client, csrf, unique_tag, body, field, message):
     response = app_client.post("/api/runs", json={**body, "tags": [unique_tag]}, headers=csrf)
     assert response.status_code == 422, response.text
-    errors = response.json()["errors"]
-    assert any(e["field"] == field and message in e["message"] for e in errors), errors
+    errors = response.json()["detail"]
+    assert any(e["field"] == field and message in e["msg"] for e in errors), errors
     assert count(app_client, unique_tag) == 0
 
 
 def test_init_from_needs_a_checkpoint_at_that_step(app_client, csrf, trained_run, unique_tag):
     missing = post_run(app_client, csrf, tags=[unique_tag], overrides={**TINY, "init_from": f"{trained_run}@7"})
     assert missing.status_code == 422
-    assert "no checkpoint at step 7" in missing.json()["errors"][0]["message"]
+    assert "no checkpoint at step 7" in missing.json()["detail"][0]["msg"]
     child = post_run(app_client, csrf, tags=[unique_tag],
                      overrides={**TINY, "init_from": f"{trained_run}@10", "trainable": "mlp2"})
     assert child.status_code == 201, child.text
@@ -249,7 +249,21 @@ def test_estimate(app_client, csrf):
     ok = app_client.post("/api/estimate", json={"preset": "paper-parity"}, headers=csrf)
     assert ok.status_code == 200 and ok.json()["n_params"] > 100_000 and "parameters" in ok.json()["text"]
     bad = app_client.post("/api/estimate", json={"preset": "paper-parity", "overrides": {"n_heads": 3}}, headers=csrf)
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "d_model"
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "d_model"
+
+
+def test_every_422_has_one_shape(app_client, csrf, unique_tag):
+    """A body FastAPI rejects and a spec core.specs rejects answer alike: {"detail": [{"field", "msg", ...}]}."""
+    bad_request = app_client.post("/api/runs", json={"preset": "fast-parity", "tags": "not a list"}, headers=csrf)
+    bad_spec = app_client.post("/api/runs", json={"preset": "fast-parity", "tags": [unique_tag],
+                                                  "overrides": {"d_model": 65536}}, headers=csrf)
+    for response in (bad_request, bad_spec):
+        assert response.status_code == 422, response.text
+        assert set(response.json()) == {"detail"}
+        for entry in response.json()["detail"]:
+            assert {"field", "loc", "msg", "type"} <= set(entry), entry
+    assert bad_request.json()["detail"][0]["field"] == "tags"
+    assert bad_spec.json()["detail"][0]["field"] == "d_model"
 
 
 def test_the_openapi_schema_documents_the_models(app_client):

@@ -185,4 +185,5 @@ def test_a_spec_error_is_422_naming_the_field(open_client):
 
     response = open_client.get("/test-spec-error")
     assert response.status_code == 422
-    assert response.json()["detail"] == [{"field": "d_model", "msg": "must be <= 2048 (got 65536)"}]
+    assert response.json()["detail"] == [{"field": "d_model", "loc": ["d_model"], "msg": "must be <= 2048 (got 65536)",
+                                          "type": "value_error"}]

@@ -2,6 +2,7 @@
  *
  *   CB.api("/runs/7")                     GET JSON under the page's api base (a share link's prefix included)
  *   CB.post("/runs/7/cancel", body)       POST JSON with the CSRF header from <meta name="csrf-token">
+ *   CB.problems(body)                     a 4xx body as text: its detail, or each "field: msg" of a 422
  *   CB.renderPlots(document)              draw every partials/plot.html figure (done on load)
  *   CB.setQuery({step: 250})              keep page state in the URL without reloading
  */
@@ -23,6 +24,13 @@
     return meta ? meta.content : "";
   };
 
+  // Every 4xx is {"detail": "sentence"}; bad input (422) is {"detail": [{"field", "msg", ...}]}.
+  CB.problems = function (body, fallback) {
+    const detail = body && body.detail;
+    if (Array.isArray(detail)) return detail.map((e) => e.field + ": " + e.msg).join("; ");
+    return typeof detail === "string" && detail ? detail : (fallback || "request failed");
+  };
+
   async function request(method, path, body) {
     const headers = {Accept: "application/json"};
     if (method !== "GET") {
@@ -36,7 +44,7 @@
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const error = new Error(data.detail && typeof data.detail === "string" ? data.detail : response.statusText);
+      const error = new Error(CB.problems(data, response.statusText));
       error.status = response.status;
       error.data = data;
       throw error;

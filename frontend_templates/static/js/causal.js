@@ -141,9 +141,7 @@
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const detail = Array.isArray(body.detail) ? body.detail.map((d) => (d.loc || []).slice(-1)[0] + ": " + d.msg).join("; ")
-        : (body.errors ? body.errors.map((e) => e.field + ": " + e.message).join("; ") : body.detail || response.statusText);
-      text(status, "refused: " + detail);
+      text(status, "refused: " + window.CB.problems(body, response.statusText));
       return;
     }
     text(status, "job " + body.job_id + " queued; results appear here as it runs");

@@ -31,8 +31,7 @@
           if (mine === ticket) { budget.textContent = result.text; budget.classList.remove("error"); }
         } catch (error) {
           if (mine !== ticket) return;
-          const errors = (error.data && error.data.errors) || [];
-          budget.textContent = errors.length ? errors.map((e) => e.field + ": " + e.message).join("; ") : error.message;
+          budget.textContent = error.message;  // CB.problems: every "field: msg" of a 422
           budget.classList.add("error");
         }
       }, 250);
@@ -94,11 +93,7 @@
           const created = await CB.post("/sweeps", sweep);
           window.location.href = created.url;
         } catch (error) {
-          const data = error.data || {};
-          const list = data.errors || (Array.isArray(data.detail) ? data.detail : []);
-          box.textContent = "Nothing was queued: " + (list.length
-            ? list.map((e) => (e.field || (e.loc || []).join(".")) + ": " + (e.message || e.msg)).join("; ")
-            : error.message);
+          box.textContent = "Nothing was queued: " + error.message;  // CB.problems: every "field: msg" of a 422
           box.hidden = false;
           button.disabled = false;
         }

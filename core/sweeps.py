@@ -7,7 +7,7 @@
 ``create_sweep`` validates nothing itself (``SweepSpec.parse`` already checked every cell), inserts
 the ``sweeps`` row (its flat base spec and axes, seeds stored as the axis ``seed``) and the sweep's
 job. A worker executing that job calls :func:`expand_sweep`: one QUEUED run and train job per cell,
-through ``core.submit.submit_run`` with the submit key ``sweep{id}:{cell}``, so expanding twice
+through ``core.submit.submit_run`` with the submit key ``sweep{id}:{cell}`` (hashed when too long), so expanding twice
 (the sweep job re-run after a crash) adds nothing; the worker then dispatches the cells' jobs like
 any other. :func:`sweep_cells` is the grid as the dashboard shows it: each cell with its run.
 Torch-free.
@@ -15,6 +15,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,16 @@ def create_sweep(session: Session, *, spec: SweepSpec, name: str | None = None) 
     return CreatedSweep(sweep_id=sweep.id, job_id=job.id)
 
 
+KEY_LENGTH = Run.__table__.c.idempotency_key.type.length  # 100: PostgreSQL refuses a longer key
+
+
 def submit_key(sweep_id: int, cell: dict[str, Any]) -> str:
-    return f"sweep{sweep_id}:{cell_label(cell)}"
+    """``sweep{id}:{cell label}``, or ``sweep{id}:sha256:{hex}`` of the label when that would not fit
+    the column (long float axes and a seed): deterministic either way, so an expansion is idempotent."""
+    key = f"sweep{sweep_id}:{cell_label(cell)}"
+    if len(key) <= KEY_LENGTH:
+        return key
+    return f"sweep{sweep_id}:sha256:{hashlib.sha256(cell_label(cell).encode()).hexdigest()[:40]}"
 
 
 def expand_sweep(session: Session, *, sweep_id: int) -> list[int]:

@@ -7,11 +7,12 @@ drives its run's status.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from core.db import crud, jobs
 from core.db.models import Run, Status, Sweep
 from core.db.session import make_engine, session_scope, upgrade
-from core.specs import MAX_SWEEP_CELLS, SpecError, SweepSpec
+from core.specs import MAX_SWEEP_CELLS, SpecError, SweepSpec, cell_label
 from core.sweeps import SweepError, create_sweep, expand_sweep, sweep_cells
 from tests.worker.support import FAST
 
@@ -172,3 +173,29 @@ def test_a_train_job_still_drives_its_run(engine):
 def test_unknown_runs_are_refused(engine):
     with session_scope(engine) as session, pytest.raises(LookupError):
         jobs.submit_intervention_job(session, run_id=12345, spec={})
+
+
+def test_a_cell_label_too_long_for_the_key_column_is_hashed_deterministically(engine):
+    """Two long float axes and a large seed make a key past runs.idempotency_key's 100 characters."""
+    from core.sweeps import KEY_LENGTH, submit_key
+
+    spec = SweepSpec.parse({**TINY, "axes": {"weight_decay": [1.2345678901234567e-300, 2.3456789012345678e-300],
+                                             "min_lr_ratio": [1.2345678901234567e-300, 2.3456789012345678e-300]},
+                            "seeds": [2**31 - 1]})
+    cells = spec.cells()
+    keys = [submit_key(123456, cell) for cell in cells]
+    assert len(f"sweep123456:{cell_label(cells[0])}") > KEY_LENGTH == 100
+    assert all(len(key) <= KEY_LENGTH and key.startswith("sweep123456:sha256:") for key in keys)
+    assert len(set(keys)) == len(cells) and keys == [submit_key(123456, cell) for cell in cells]
+    assert submit_key(7, {"d_model": 16, "seed": 0}) == "sweep7:d_model=16,seed=0"  # short labels stay readable
+    sweep_id = 10**7  # a long-lived database's sweep: its plain keys run to 103 characters
+    with session_scope(engine) as session:
+        session.add(Sweep(id=sweep_id, name="long floats", preset=spec.preset, spec=spec.base(),
+                          axes=spec.stored_axes()))
+    with session_scope(engine) as session:  # PostgreSQL would refuse a key over 100 characters
+        first = expand_sweep(session, sweep_id=sweep_id)
+    with session_scope(engine) as session:
+        assert expand_sweep(session, sweep_id=sweep_id) == first and len(set(first)) == 4
+        stored = session.scalars(select(Run.idempotency_key).where(Run.sweep_id == sweep_id)).all()
+        assert sorted(stored) == sorted(submit_key(sweep_id, cell) for cell in cells)
+        assert all(key.startswith(f"sweep{sweep_id}:sha256:") for key in stored)

@@ -30,7 +30,7 @@ from core.causal.jobs import execute_intervention_job  # noqa: E402
 from core.causal.results import list_results  # noqa: E402
 from core.db import crud  # noqa: E402
 from core.db.session import make_engine, session_scope  # noqa: E402
-from core.summary import causal_verdict, summarize  # noqa: E402
+from core.summary import causal_verdict, run_summary  # noqa: E402
 
 GOAL = 0.99
 
@@ -95,7 +95,7 @@ def main() -> int:
     engine = make_engine(args.db)
     with session_scope(engine, readonly=True) as session:
         run = crud.get_run(session, run_id=args.run)
-        summary = run.summary or summarize(crud.get_metrics(session, run_id=args.run))  # a run still training
+        summary = run_summary(session, run)  # derived from its metrics while it still trains
         title = run.name or run.preset
         step = args.step if args.step is not None else max(crud.checkpoint_steps(session, run_id=args.run, kind="weights"))
     if not args.skip_interventions:

@@ -130,14 +130,14 @@ def cmd_runs(args) -> int:
 def show(engine, run_id: int, *, as_json: bool) -> int:
     from core.db import crud
     from core.db.session import session_scope
-    from core.summary import summarize
+    from core.summary import run_summary
 
     with session_scope(engine) as session:
         run = crud.get_run(session, run_id=run_id)
         if run is None:
             print(f"circuitboard show: no run {run_id}", file=sys.stderr)
             return 1
-        summary = run.summary or summarize(crud.get_metrics(session, run_id=run_id))
+        summary = run_summary(session, run)
         record = {"id": run.id, "name": run.name, "status": run.status, "preset": run.preset,
                   "step": run.step, "total_steps": run.total_steps, "error": run.error,
                   "spec": run.spec, "summary": summary}

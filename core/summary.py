@@ -25,6 +25,19 @@ def _last(series: dict[int, float]) -> tuple[int, float] | None:
     return step, series[step]
 
 
+def run_summary(session, run) -> dict:
+    """A run's summary: the one stored when it finished, else derived from all its metrics so far.
+
+    The one place that says so, for the CLI, the causal jobs, the server and the benchmarks alike
+    (all metrics, not just the scores: the summary's accuracy needs the ``test/`` rows too).
+    """
+    if run.summary:
+        return dict(run.summary)
+    from core.db import crud  # torch-free; imported here so the summary itself needs no database
+
+    return summarize(crud.get_metrics(session, run_id=run.id))
+
+
 def summarize(rows: list[tuple[str, int, float]]) -> dict:
     """rows: (key, step, value) of one run -> a JSON-ready summary dict."""
     series: dict[str, dict[int, float]] = defaultdict(dict)

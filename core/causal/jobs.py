@@ -30,7 +30,7 @@ from core.db.session import session_scope
 from core.names import hook_name
 from core.problems import ROLES, build_dataset, figure_lengths
 from core.specs import RunSpec
-from core.summary import summarize
+from core.summary import run_summary
 
 WEIGHTS = "weights"  # = core.ml.checkpoints.WEIGHTS, spelled here to stay torch-free
 Guard = Callable[[Session], None]
@@ -159,7 +159,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
         if run is None:
             raise InterventionError(f"job {job_id}: no run {run_id}")
         run_spec = RunSpec.from_flat(run.spec)
-        summary = dict(run.summary or {}) or summarize(crud.get_metrics(session, run_id=run_id))  # still training
+        summary = run_summary(session, run)  # derived from its metrics while it still trains
         recorded = crud.checkpoint_steps(session, run_id=run_id, kind=WEIGHTS)
         done = results.done_keys(session, run_id=run_id, job_id=job_id)
         scores = crud.get_metrics(session, run_id=run_id, prefix="score/")

@@ -30,10 +30,9 @@ import subprocess
 import sys
 import time
 
+from core.names import DEVICE
 from core.settings import get_settings
 from core.specs import SpecError, apply_overrides, parse_set
-
-DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 EXIT_BAD_INPUT = 2
 

@@ -150,6 +150,9 @@ QUEUES = (QUEUE_CPU, QUEUE_GPU)
 EXECUTE_JOB_TASK = "circuitboard.execute_job"  # the one Celery task; its only argument is the job id
 
 
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")  # what --device and a spec's device accept (fullmatch)
+
+
 def queue_for_device(device: str | None) -> str:
     """The queue a job goes to: ``gpu`` for a ``cuda`` device, else ``cpu``."""
     return QUEUE_GPU if device is not None and device.startswith("cuda") else QUEUE_CPU

@@ -24,7 +24,7 @@ from typing import Any, Literal, Self, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic import model_validator
 
-from core.names import BLOCK_MODULES, MIXTURE_SEPARATOR, PROBLEM_NAMES, TOP_MODULES, block_module
+from core.names import BLOCK_MODULES, DEVICE, MIXTURE_SEPARATOR, PROBLEM_NAMES, TOP_MODULES, block_module
 
 D_VOCAB = 64  # the paper's vocabulary; core.problems.tokens.VOCAB_SIZE says the same
 MAX_LEN = 64  # the longest input length any problem spec may ask for
@@ -216,7 +216,7 @@ class TrainSpec(_Spec):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        if value is not None and not DEVICE.fullmatch(value):
             raise ValueError("must be cpu, cuda or cuda:N")
         return value
 

@@ -7,8 +7,8 @@ outcome from the exit status (the ``EXIT_*`` codes below). Everything it writes 
 
 The job's kind picks the work: ``train`` -> ``core.recording.execute_training`` (on the spec's
 device, or the worker's, ``CIRCUITBOARD_WORKER_DEVICE``, when the spec names none); ``intervene``
--> ``core.causal.jobs.execute_intervention_job`` (the same device rule). Both return the final status: SUCCEEDED, FAILED,
-or, when asked to stop, the status to hand back.
+-> ``core.causal.jobs.execute_intervention_job`` (the same device rule). Both return the final
+status: SUCCEEDED, FAILED, or, when asked to stop, the status to hand back.
 
 - SIGTERM asks it to stop: training ends after the current step with a resume checkpoint
   (``execute_training`` writes one when ``should_stop`` ends the loop), and it exits EXIT_STOPPED.

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -34,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import jobs
 from core.db.session import make_engine, session_scope, upgrade
-from core.names import QUEUES, queue_for_device
+from core.names import DEVICE, QUEUES, queue_for_device
 from core.settings import Settings, get_settings
 from worker.child import WORKER_DEVICE_ENV
 from worker.execute import run_claimed
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _device(text: str) -> str:
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+    if not DEVICE.fullmatch(text):
         raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N (got {text!r})")
     return text
 

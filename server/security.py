@@ -54,7 +54,7 @@ LOGIN_MAX_AGE = 30 * 24 * 3600
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_PREFIXES = ("/s/", "/static/", "/vendor/")
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/favicon.ico"})
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "testserver"})  # testserver: Starlette's TestClient
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})  # tests give TestClient base_url="http://127.0.0.1"
 SEED_SCOPE_KEY = "circuitboard.csrf_seed"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
@@ -134,7 +134,7 @@ class Guard:
         if _declared_too_large(headers, self.settings.max_body_bytes):
             await _json(send, 413, f"request body larger than {self.settings.max_body_bytes} bytes")
             return
-        bearer = headers.get("authorization", "").lower().startswith("bearer ")
+        bearer = self._bearer_client(headers)
         if not self.settings.auth_token and path != "/healthz" and not _loopback(headers.get("host", "")):
             await _json(send, 403, "this dashboard has no login (CIRCUITBOARD_AUTH_TOKEN is unset), so it answers "
                                    "only to localhost; set a token to serve it to other hosts")
@@ -166,6 +166,14 @@ class Guard:
                 await _json(send, 403, "missing or wrong CSRF token: reload the page and try again")
                 return
         await self.app(scope, receive, send)
+
+    def _bearer_client(self, headers: Headers) -> bool:
+        """An API client, exempt from CSRF: a valid bearer token, or any bearer when there is no token
+        (the open loopback dashboard). A logged-in browser sending a wrong bearer is not exempt."""
+        header = headers.get("authorization", "")
+        if self.settings.auth_token:
+            return valid_bearer(self.settings.auth_token, header)
+        return header.lower().startswith("bearer ")
 
     def _logged_in(self, headers: Headers, cookies: dict[str, str]) -> bool:
         token = self.settings.auth_token or ""

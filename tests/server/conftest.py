@@ -84,7 +84,7 @@ def app(served_url: URL, trained_run: int):
 
 @pytest.fixture(scope="module")
 def app_client(app) -> Iterator[TestClient]:
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # a loopback Host: the open dashboard answers it
         client.get("/")  # sets the CSRF cookie
         yield client
 

@@ -20,7 +20,7 @@ def make_client(url, **settings) -> TestClient:
     app = create_app(Settings(database_url=str(url), **settings))
     with session_scope(app.state.engine) as session:
         crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="one")
-    return TestClient(app, follow_redirects=False)
+    return TestClient(app, follow_redirects=False, base_url="http://127.0.0.1")
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_loopback_without_token_is_open(open_client):
 def test_without_a_token_only_loopback_names_are_served(open_client):
     for host in ("localhost:8000", "127.0.0.1", "127.0.0.2:80", "[::1]:8000"):
         assert open_client.get("/api/runs/1/shares", headers={"Host": host}).status_code == 200
-    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "192.168.1.5:8000", ""):
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "192.168.1.5:8000", "", "testserver"):
         assert open_client.get("/runs/1/shares", headers={"Host": host}).status_code == 403
     assert open_client.get("/healthz", headers={"Host": "evil.example"}).status_code == 200
 
@@ -84,7 +84,7 @@ def test_with_a_token_pages_redirect_to_login_and_the_cookie_lets_in(locked_clie
 def test_a_share_link_needs_no_login(locked_client):
     made = locked_client.post("/api/runs/1/shares", json={}, headers={"Authorization": f"Bearer {TOKEN}"})
     url = made.json()["url"]
-    stranger = TestClient(locked_client.app, follow_redirects=False)
+    stranger = TestClient(locked_client.app, follow_redirects=False, base_url="http://127.0.0.1")
     assert stranger.get(url).status_code == 200
     assert stranger.get(url.split("/runs/")[0] + "/api/runs/1").status_code == 200
     assert stranger.get("/runs/1").status_code == 303  # the same run outside the link needs the login
@@ -129,7 +129,7 @@ def test_csrf_for_fetch_is_a_header_and_bearer_clients_are_exempt(open_client):
     csrf = page_csrf(open_client)
     assert open_client.post("/api/runs/1/shares", json={}, headers={"X-CSRF-Token": csrf}).status_code == 201
     assert open_client.delete("/api/shares/1").status_code == 403
-    other = TestClient(open_client.app)  # another browser: its own cookie, so this token is not its token
+    other = TestClient(open_client.app, base_url="http://127.0.0.1")  # another browser: its own cookie, so this token is not its token
     assert other.post("/api/runs/1/shares", json={}, headers={"X-CSRF-Token": csrf}).status_code == 403
     assert other.post("/api/runs/1/shares", json={}, headers={"Authorization": "Bearer x"}).status_code == 201
 
@@ -138,6 +138,9 @@ def test_a_login_cookie_does_not_replace_the_csrf_token(locked_client):
     csrf = page_csrf(locked_client, "/login")
     locked_client.post("/login", data={"token": TOKEN, "csrf_token": csrf})
     assert locked_client.post("/api/runs/1/shares", json={}).status_code == 403
+    # a wrong bearer beside the login cookie is not an API client: still no exemption from CSRF
+    assert locked_client.post("/api/runs/1/shares", json={}, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert locked_client.post("/api/runs/1/shares", json={}, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 201
     assert locked_client.post("/api/runs/1/shares", json={}, headers={"X-CSRF-Token": csrf}).status_code == 201
 
 

@@ -42,7 +42,13 @@ async def read_session(request: Request) -> AsyncIterator[Session]:
 
 
 def write_session(request: Request) -> Iterator[Session]:
-    """A session whose work commits when the route returns (and rolls back if it raises)."""
+    """A session whose work commits when the route returns (and rolls back if it raises); for writes only.
+
+    Sync on purpose, unlike ``read_session``: its exit runs the COMMIT, which on SQLite may wait for
+    the write lock (busy timeout) and on any database does network I/O, so it must run in the thread
+    pool, never block the event loop. The pool-exhaustion risk ``read_session`` avoids is bounded here
+    because only the owner's few write routes use it; GET routes take ``read_session``.
+    """
     with session_scope(request.app.state.engine) as session:
         yield session
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core.db import crud, shares
 from core.db.models import Share, Sweep, utcnow
 from server.access import Access, get_access
-from server.deps import MAX_ID, PathId, write_session
+from server.deps import MAX_ID, PathId, read_session, write_session
 
 read = APIRouter()
 write = APIRouter(tags=["shares"])
@@ -150,7 +150,7 @@ def create_share(body: NewShare, response: Response, session: Session = Depends(
 
 
 @write.get("/api/runs/{run_id}/shares", response_model=list[ShareRow])
-def list_run_shares(run_id: PathId, session: Session = Depends(write_session),
+def list_run_shares(run_id: PathId, session: Session = Depends(read_session),
                     _owner: Access = Depends(owner)) -> list[ShareRow]:
     if crud.get_run(session, run_id=run_id) is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
@@ -158,7 +158,7 @@ def list_run_shares(run_id: PathId, session: Session = Depends(write_session),
 
 
 @write.get("/api/shares", response_model=list[ShareRow])
-def list_all_shares(session: Session = Depends(write_session), _owner: Access = Depends(owner)) -> list[ShareRow]:
+def list_all_shares(session: Session = Depends(read_session), _owner: Access = Depends(owner)) -> list[ShareRow]:
     return [share_row(share) for share in session.scalars(select(Share).order_by(Share.id.desc()).limit(500))]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from core.db import crud, shares
 from server.access import Access
 from server.api.shares import ShareIn, create_link, owner, share_row
-from server.deps import PathId, write_session
+from server.deps import PathId, read_session, write_session
 from server.security import safe_next
 
 read = APIRouter()
@@ -38,7 +38,7 @@ def _page(request: Request, session: Session, *, run_id: int, access: Access, ne
 
 
 @write.get("/runs/{run_id}/shares")
-def run_shares(request: Request, run_id: PathId, session: Session = Depends(write_session),
+def run_shares(request: Request, run_id: PathId, session: Session = Depends(read_session),
                access: Access = Depends(owner)) -> Response:
     return _page(request, session, run_id=run_id, access=access)
 

@@ -35,7 +35,7 @@ def other_run(engine) -> int:
 @pytest.fixture
 def anonymous(app) -> TestClient:
     """A fresh browser: no cookies, no login."""
-    return TestClient(app, follow_redirects=False)
+    return TestClient(app, follow_redirects=False, base_url="http://127.0.0.1")
 
 
 def share(client, csrf, run_id, **body):
@@ -197,3 +197,18 @@ def test_a_run_link_names_no_parent_child_or_sweep_it_was_not_given(app_client, 
     for text in (api.text, page.text):
         assert "secret-parent-name" not in text and "secret-grandchild-name" not in text
         assert "secret-sweep-name" not in text and f"/runs/{parent}" not in text
+
+
+def test_no_get_route_opens_a_write_session(app):
+    """GETs read through ``read_session`` (opened and closed on the event loop); ``write_session`` is for writes."""
+    from fastapi.routing import APIRoute
+
+    from server.deps import write_session
+
+    def calls(dependant):
+        for dep in dependant.dependencies:
+            yield dep.call
+            yield from calls(dep)
+
+    gets = [route for route in app.routes if isinstance(route, APIRoute) and "GET" in route.methods]
+    assert gets and not [route.path for route in gets if write_session in calls(route.dependant)]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from core.db.models import Run, Share, ShareKind, utcnow
@@ -61,9 +61,20 @@ def revoke(session: Session, *, share_id: int) -> Share | None:
 
 
 def list_for_run(session: Session, *, run_id: int) -> list[Share]:
-    """Every link (live or not) that opens run ``run_id``, newest first."""
-    shares: Sequence[Share] = session.scalars(select(Share).order_by(Share.id.desc())).all()
-    return [s for s in shares if run_id in readable_run_ids(session, s)]
+    """Every link (live or not) that opens run ``run_id``, newest first, in one query.
+
+    SQL keeps the sweep links of the run's own sweep and the run and compare links whose target text
+    holds the id's digits (portable: JSON as text on SQLite and PostgreSQL alike); Python then keeps
+    only those whose ``run_ids`` really name the run (``7`` is also in ``[17]``).
+    """
+    sweep_id = session.scalar(select(Run.sweep_id).where(Run.id == run_id))
+    named = and_(Share.kind.in_([ShareKind.RUN.value, ShareKind.COMPARE.value]),
+                 cast(Share.target, String).contains(str(int(run_id))))
+    wanted = or_(named, and_(Share.kind == ShareKind.SWEEP.value, Share.target["sweep_id"].as_integer() == sweep_id)) \
+        if sweep_id is not None else named
+    rows: Sequence[Share] = session.scalars(select(Share).where(wanted).order_by(Share.id.desc())).all()
+    return [s for s in rows if s.kind == ShareKind.SWEEP.value
+            or run_id in {int(i) for i in s.target.get("run_ids", [])}]
 
 
 def readable_run_ids(session: Session, share: Share) -> set[int]:

@@ -212,3 +212,29 @@ def test_no_get_route_opens_a_write_session(app):
 
     gets = [route for route in app.routes if isinstance(route, APIRoute) and "GET" in route.methods]
     assert gets and not [route.path for route in gets if write_session in calls(route.dependant)]
+
+
+def test_a_runs_links_are_exactly_those_that_open_it(engine):
+    from core.db import shares
+
+    spec = SweepSpec.parse({"preset": "fast-parity", "axes": {"d_model": [16, 32]}})
+    with session_scope(engine) as session:
+        sweep_id = create_sweep(session, spec=spec, name="listing").sweep_id
+        other_sweep = create_sweep(session, spec=spec, name="listing, other").sweep_id
+        run = crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="listed", sweep_id=sweep_id).id
+        other = crud.create_run(session, spec={"problem": "parity", "steps": 20}, name="not listed").id
+        made = {
+            "run": shares.create(session, kind="run", target={"run_ids": [run]})[0].id,
+            "compare": shares.create(session, kind="compare", target={"run_ids": [other, run]})[0].id,
+            "sweep": shares.create(session, kind="sweep", target={"sweep_id": sweep_id})[0].id,
+        }
+        # links that hold the run's digits, or another sweep, but do not open it
+        shares.create(session, kind="run", target={"run_ids": [run * 10 + 1]})
+        shares.create(session, kind="compare", target={"run_ids": [other, int(f"1{run}")]})
+        shares.create(session, kind="sweep", target={"sweep_id": other_sweep})
+    with session_scope(engine, readonly=True) as session:
+        listed = [share.id for share in shares.list_for_run(session, run_id=run)]
+        assert listed == sorted(made.values(), reverse=True)
+        assert all(run in shares.readable_run_ids(session, session.get(Share, i)) for i in listed)
+        of_other = [share.id for share in shares.list_for_run(session, run_id=other)]
+        assert made["compare"] in of_other and made["run"] not in of_other and made["sweep"] not in of_other

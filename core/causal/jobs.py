@@ -141,7 +141,11 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
     """Run job ``job_id`` (kind ``intervene``); return SUCCEEDED, or RUNNING when ``should_stop`` ended it
     early (the caller hands the job back; its stored results are kept and skipped next time).
 
-    It runs on the run spec's ``device``, else on ``device`` (the worker's), else on the cpu."""
+    It runs on the run spec's ``device``, else on ``device`` (the worker's), else on the cpu; a run
+    trained on ``cuda`` and analysed with no worker device where there is no CUDA (``circuitboard
+    intervene`` inline on a laptop) runs on the cpu."""
+    import torch
+
     from core.ml import interventions as iv
     from core.ml.evaluate import teacher_forced
     from core.ml.patching import activation_patching, corrupt_rows
@@ -173,7 +177,10 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
     data = build_dataset(run_spec.problem)
     tokens, lengths = data.split("test")
     p, loss_on = run_spec.problem, run_spec.train.loss_on
-    device = resolve_device(run_spec.train.device or device)
+    wanted = run_spec.train.device or device
+    if device is None and wanted and wanted.startswith("cuda") and not torch.cuda.is_available():
+        wanted = None  # the weights are portable; only a worker's own --device must be honoured
+    device = resolve_device(wanted)
     lo, hi = figure_lengths(p.min_len, p.max_len)
 
     step_fn = one_step(run_spec.problem.problem)

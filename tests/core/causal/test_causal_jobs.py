@@ -111,3 +111,23 @@ def test_missing_steps_are_refused(trained):
     engine, run_id = trained
     with pytest.raises(InterventionError, match="no weights checkpoint at step 7"):
         execute_intervention_job(engine, submit(engine, run_id, {"kind": "ablate", "steps": 7}))
+
+
+def test_a_run_trained_on_cuda_is_analysed_on_the_cpu_where_there_is_none(trained):
+    """Inline (no worker device) on a machine without CUDA, the run's own ``device: cuda`` falls back to cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    engine, run_id = trained
+    with session_scope(engine) as session:
+        flat = dict(crud.get_run(session, run_id=run_id).spec)
+        crud.update_run(session, run_id=run_id, spec={**flat, "device": "cuda"})
+    try:
+        job_id = submit(engine, run_id, {"kind": "edge", "variants": ["raw"], "heads": ["L1H0"], "steps": 0,
+                                         "rows_per_len": 2})
+        assert execute_intervention_job(engine, job_id) == "SUCCEEDED"
+        assert [r for r in stored(engine, run_id, step=0) if r["job_id"] == job_id]
+    finally:
+        with session_scope(engine) as session:
+            crud.update_run(session, run_id=run_id, spec=flat)

@@ -15,7 +15,6 @@ work is in ``server.views``.
 
 from __future__ import annotations
 
-import gzip
 import io
 from typing import Annotated, Any
 
@@ -55,20 +54,15 @@ write = APIRouter(prefix="/api", tags=["runs"])
 
 Step = Annotated[int, Path(ge=0, le=MAX_STEPS, description="training step")]
 ERRORS = {404: {"model": ErrorBody}, 422: {"model": ValidationErrorBody}}
-GZIP_MIN_BYTES = 1024
 
 
 def error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def json_response(request: Request, model: BaseModel) -> Response:
-    """The model as JSON, gzipped when the client accepts it (snapshots compress 4-6x)."""
-    body = model.model_dump_json().encode()
-    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(gzip.compress(body, compresslevel=6), media_type="application/json",
-                        headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
-    return Response(body, media_type="application/json")
+def json_response(model: BaseModel) -> Response:
+    """The model as JSON, serialised once (no re-validation of big arrays); GZipMiddleware compresses it."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 # ---------------------------------------------------------------- reads
@@ -99,7 +93,7 @@ def get_run(run_id: RunId, access: Annotated[Access, Depends(get_access)],
 
 
 @read.get("/runs/{run_id}/metrics", response_model=Metrics, responses=ERRORS, summary="A run's metrics")
-def get_metrics(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
+def get_metrics(run_id: RunId, access: Annotated[Access, Depends(get_access)],
                 session: Annotated[Session, Depends(deps.read_session)],
                 keys: Annotated[str | None, Query(max_length=5000, description="comma-separated metric keys")] = None,
                 prefix: Annotated[str | None, Query(max_length=200, description="e.g. test/ or score/iteration/")] = None,
@@ -107,7 +101,7 @@ def get_metrics(request: Request, run_id: RunId, access: Annotated[Access, Depen
     access.require_run(run_id)
     wanted = [key.strip() for key in keys.split(",") if key.strip()] if keys else None
     try:
-        return json_response(request, views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix,
+        return json_response(views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix,
                                                     grouped=format == "series"))
     except views.NotFound as exc:
         return error(404, str(exc))
@@ -125,18 +119,18 @@ def get_snapshot_steps(run_id: RunId, access: Annotated[Access, Depends(get_acce
 
 @read.get("/runs/{run_id}/snapshots/{step}", response_model=SnapshotView, responses=ERRORS,
           summary="One probe sequence's attention at one step, every layer and head")
-def get_snapshot(request: Request, run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
+def get_snapshot(run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
                  session: Annotated[Session, Depends(deps.read_session)],
                  probe: Annotated[int, Query(ge=0, le=100_000, description="index in the probe set")] = 0) -> Any:
     access.require_run(run_id)
     try:
-        return json_response(request, views.snapshot_view(session, run_id=run_id, step=step, probe=probe))
+        return json_response(views.snapshot_view(session, run_id=run_id, step=step, probe=probe))
     except views.NotFound as exc:
         return error(404, str(exc))
 
 
 @read.get("/runs/{run_id}/figures", response_model=FigureSet, responses=ERRORS, summary="The run page's plotly figures (for live updates)")
-def get_figures(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
+def get_figures(run_id: RunId, access: Annotated[Access, Depends(get_access)],
                 session: Annotated[Session, Depends(deps.read_session)],
                 score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Any:
     access.require_run(run_id)
@@ -145,7 +139,7 @@ def get_figures(request: Request, run_id: RunId, access: Annotated[Access, Depen
     except views.NotFound as exc:
         return error(404, str(exc))
     rows = views.figure_rows(session, run_id=run_id, score=score)
-    return json_response(request, FigureSet(figures=figures.run_figures(rows, run.summary or {}, score=score)))
+    return json_response(FigureSet(figures=figures.run_figures(rows, run.summary or {}, score=score)))
 
 
 # ---------------------------------------------------------------- downloads

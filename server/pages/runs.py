@@ -105,12 +105,11 @@ def _viewer_state(session: Session, run, *, step, probe, length, layer, head) ->
     if not steps:
         return state, None
     step = step if step in steps else steps[-1]
-    first = views.snapshot_view(session, run_id=run.id, step=step, probe=0)
-    lengths = first.lengths
+    lengths = views.snapshot_lengths(session, run_id=run.id, step=step)
     if probe is None or probe >= len(lengths) or (length is not None and lengths[probe] != length):
         wanted = length if length in lengths else min(max(lengths), 8)
         probe = next((i for i, n in enumerate(lengths) if n == wanted), 0)
-    snapshot = first if probe == 0 else views.snapshot_view(session, run_id=run.id, step=step, probe=probe)
+    snapshot = views.snapshot_view(session, run_id=run.id, step=step, probe=probe)  # one view, the chosen probe
     state.update(step=step, probe=probe, length=snapshot.length)
     return state, snapshot
 

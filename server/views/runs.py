@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from core.db import crud
 from core.db.jobs import TERMINAL
-from core.db.models import Job, JobKind, Run, Status, Sweep
+from core.db.models import Job, JobKind, Run, Snapshot, Status, Sweep
 from core.problems import EXPECTED_LAYER, ROLES, eoi_position, expected_keys, tokens
-from core.snapshots import unpack
+from core.snapshots import real_width, unpack
 from core.summary import ROLE_TITLES
 from server.access import OWNER, Access
 from server.views.schemas import (
@@ -250,6 +250,15 @@ def expected_cells(length: int) -> list[ExpectedCells]:
     return cells
 
 
+def snapshot_lengths(session: Session, *, run_id: int, step: int) -> list[int]:
+    """The input length of each probe sequence in the snapshot at ``step`` (its layout only: no unpacking).
+    The row stays in the session, so a following ``snapshot_view`` of the same step reads it again for free."""
+    row = crud.get_snapshot(session, run_id=run_id, step=step)
+    if row is None:
+        raise NotFound(f"run {run_id} has no snapshot at step {step}")
+    return [int(n) for n in row.layout["lengths"]]
+
+
 def snapshot_view(session: Session, *, run_id: int, step: int, probe: int = 0) -> SnapshotView:
     """Probe sequence ``probe``'s attention at ``step``, for every layer and head (well under 64 KB as JSON)."""
     get_run(session, run_id=run_id)
@@ -262,7 +271,7 @@ def snapshot_view(session: Session, *, run_id: int, step: int, probe: int = 0) -
     if not 0 <= probe < len(lengths):
         raise NotFound(f"probe {probe} is out of range: the probe set has {len(lengths)} sequences (0..{len(lengths) - 1})")
     length = lengths[probe]
-    width = 2 * length + 2  # the real tokens; core.snapshots keeps only these
+    width = real_width(length)  # the real tokens; core.snapshots keeps only these
     patterns = unpack(row.data, row.layout)[probe, :, :, :width, :width]  # [layers, heads, W, W]
     row_tokens = [int(t) for t in probe_set[0][probe, :width]] if probe_set is not None else [0] * width
     return SnapshotView(
@@ -291,10 +300,10 @@ def all_snapshots(session: Session, *, run_id: int) -> dict[str, np.ndarray]:
     float16, plus ``steps``, and the probe set's ``tokens`` and ``lengths``."""
     get_run(session, run_id=run_id)
     arrays: dict[str, np.ndarray] = {}
-    steps = crud.list_snapshot_steps(session, run_id=run_id)
-    for step in steps:
-        row = crud.get_snapshot(session, run_id=run_id, step=step)
-        arrays[f"step_{step}"] = unpack(row.data, row.layout).astype(np.float16)
+    rows = session.scalars(select(Snapshot).where(Snapshot.run_id == run_id).order_by(Snapshot.step)).all()
+    steps = [row.step for row in rows]
+    for row in rows:  # one query for every snapshot
+        arrays[f"step_{row.step}"] = unpack(row.data, row.layout).astype(np.float16)
     arrays["steps"] = np.asarray(steps, dtype=np.int64)
     probe_set = crud.get_probe_set(session, run_id=run_id)
     if probe_set is not None:

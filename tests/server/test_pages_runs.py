@@ -141,3 +141,29 @@ def test_a_shared_view_hides_the_owner_controls(app_client, served_url, trained_
     assert page_data(html)["api_base"] == f"/s/{token}/api"
     assert f'href="/s/{token}/runs/{trained_run}?step=' in html  # evidence links stay inside the share
     assert app_client.get(f"/s/{token}/runs/new").status_code == 404
+
+
+def test_the_run_page_builds_one_snapshot_view_and_the_npz_reads_snapshots_in_one_query(
+        app, app_client, trained_run, monkeypatch):
+    from sqlalchemy import event
+
+    from core.db.session import session_scope
+    from server.views import runs as views
+
+    built = []
+    real = views.snapshot_view
+    monkeypatch.setattr(views, "snapshot_view", lambda session, **kw: built.append(kw) or real(session, **kw))
+    page = app_client.get(f"/runs/{trained_run}", params={"step": 10, "probe": 3})
+    assert page.status_code == 200 and page_data(page.text)["state"]["probe"] == 3
+    assert [kw["probe"] for kw in built] == [3]
+
+    statements = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731 (before_cursor_execute: conn, cursor, statement, ...)
+    event.listen(app.state.engine, "before_cursor_execute", listen)
+    try:
+        with session_scope(app.state.engine, readonly=True) as session:
+            arrays = views.all_snapshots(session, run_id=trained_run)
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", listen)
+    assert list(arrays["steps"]) == [0, 10, 20]
+    assert sum("FROM snapshots" in s for s in statements) == 1, statements

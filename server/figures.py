@@ -28,8 +28,11 @@ _LENGTH_KEY = re.compile(r"^(train|test)/seq_acc/L(\d+)$")
 
 
 def escape(text: object) -> str:
-    """Text safe for plotly's HTML-like labels (titles, trace names, hover)."""
-    return html.escape(str(text), quote=True)
+    """Text safe for plotly's HTML-like labels (titles, trace names, hover); the one escape of every figure.
+
+    ``< > &`` become named entities and quotes numeric ones (``&#34;`` ``&#39;``): no tag or attribute
+    survives, and plotly decodes all of these back for display (it would show ``&quot;`` as is)."""
+    return html.escape(str(text), quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
 def _layout(title: str, **extra) -> dict:

@@ -8,34 +8,20 @@ subset of HTML in titles, legends and hover text.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from core.snapshots import real_width
-from server.figures import ATTENTION_SCALE
-from server.views.runs import token_label
+from server.figures import ATTENTION_SCALE, escape
 
 RUN_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea")
 DIVERGING = "RdBu"  # plotly's RdBu runs blue (low) to red (high): red where A attends more, blue where B does
 
 
-def safe(text: Any) -> str:
-    """A user string made inert for plotly's pseudo-HTML: no tag survives, and plotly decodes
-    &lt; &gt; &amp; back for display (it leaves &quot; as is, so quotes stay raw: they open nothing)."""
-    return html.escape(str(text), quote=False)
-
-
 def run_title(run_id: int, name: str | None) -> str:
-    return safe(f"#{run_id} {name}" if name else f"#{run_id}")
-
-
-def token_labels(tokens: Sequence[int], length: int) -> list[str]:
-    """The real tokens of one probe sequence as axis labels, as the run page writes them ("x2=1", "EoI")."""
-    return [token_label(int(t), i, length) for i, t in enumerate(list(tokens)[:real_width(length)])]
+    return escape(f"#{run_id} {name}" if name else f"#{run_id}")
 
 
 def linked_step(steps: Sequence[int], *, step: int, reference_total: int, total: int, mode: str) -> int | None:
@@ -51,14 +37,6 @@ def linked_step(steps: Sequence[int], *, step: int, reference_total: int, total:
     if mode == "fraction" and reference_total > 0:
         target = step / reference_total * total
     return min(steps, key=lambda s: (abs(s - target), s))
-
-
-def attention_block(patterns: np.ndarray, *, probe: int, layer: int, head: int, length: int) -> list[list[float]]:
-    """One head's attention on one probe sequence (real positions only), rounded to 3 decimals;
-    None above the diagonal, where a causal head cannot look (drawn blank)."""
-    width = real_width(length)
-    block = np.round(patterns[probe, layer, head, :width, :width].astype(np.float64), 3)
-    return _causal(block)
 
 
 def _causal(block: np.ndarray) -> list[list[float | None]]:
@@ -131,10 +109,10 @@ def grid_figure(*, x_values: Sequence[Any], y_values: Sequence[Any], z: Sequence
     label = lambda value: "all" if value is None else str(value)  # noqa: E731 - an axis not swept: one row/column
     trace = {"type": "heatmap", "x": [label(x) for x in x_values], "y": [label(y) for y in y_values], "z": z,
              "zmin": zrange[0], "zmax": zrange[1], "colorscale": "Viridis", "text": cells,
-             "texttemplate": "%{text}", "hovertemplate": f"{safe(x_title)} %{{x}}<br>{safe(y_title)} %{{y}}<br>"
+             "texttemplate": "%{text}", "hovertemplate": f"{escape(x_title)} %{{x}}<br>{escape(y_title)} %{{y}}<br>"
                                                        "%{z:.3f}<extra></extra>"}
     layout = {"title": {"text": title, "font": {"size": 13}}, "height": 340,
               "margin": {"l": 70, "r": 10, "t": 36, "b": 50},
-              "xaxis": {"title": {"text": safe(x_title)}, "type": "category"},
-              "yaxis": {"title": {"text": safe(y_title)}, "type": "category"}}
+              "xaxis": {"title": {"text": escape(x_title)}, "type": "category"},
+              "yaxis": {"title": {"text": escape(y_title)}, "type": "category"}}
     return {"data": [trace], "layout": layout}

@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 from core.db import crud
 from core.db.models import Run
 from core.names import ROLES, score_key
-from core.snapshots import unpack
 from core.summary import ROLE_TITLES
 from server import figures_compare as F
+from server.figures import full_matrix
 from server.access import Access, get_access
 from server.deps import MAX_ID, read_session
+from server.views import runs as views
 
 read = APIRouter(tags=["compare"])
 write = APIRouter()
@@ -67,20 +68,16 @@ def _panel(session: Session, run: Run, *, step: int | None, probe: int, layer: i
             "total_steps": run.total_steps}
     if step is None:
         return {**base, "error": "no snapshot yet"}
-    snapshot = crud.get_snapshot(session, run_id=run.id, step=step)
-    probes = crud.get_probe_set(session, run_id=run.id)
-    if snapshot is None or probes is None:
+    try:  # the run page's own view of the snapshot: one place reads, unpacks and slices it
+        lengths = views.snapshot_lengths(session, run_id=run.id, step=step)
+        index = len(lengths) - 1 if probe < 0 else min(probe, len(lengths) - 1)  # default: the longest probe
+        view = views.snapshot_view(session, run_id=run.id, step=step, probe=index)
+    except views.NotFound:
         return {**base, "error": "no snapshot yet"}
-    layout = snapshot.layout
-    if layer >= layout["n_layers"] or head >= layout["n_heads"]:
+    if layer >= view.n_layers or head >= view.n_heads:
         return {**base, "error": f"this run has no head L{layer}H{head}"}
-    tokens, lengths = probes
-    index = len(lengths) - 1 if probe < 0 else min(probe, len(lengths) - 1)  # default: the longest probe
-    length = int(lengths[index])
-    patterns = unpack(snapshot.data, layout)
-    return {**base, "probe": index, "length": length, "labels": F.token_labels(tokens[index].tolist(), length),
-            "tokens": [int(t) for t in tokens[index][: 2 * length + 2]],
-            "z": F.attention_block(patterns, probe=index, layer=layer, head=head, length=length)}
+    return {**base, "probe": index, "length": view.length, "labels": view.labels, "tokens": view.tokens,
+            "z": full_matrix(view.attention[layer][head])}
 
 
 def _curves(session: Session, runs: list[Run]) -> list[dict]:

@@ -28,7 +28,8 @@ def block(served_url, run_id, step, layer, head, probe):
         _, lengths = crud.get_probe_set(session, run_id=run_id)
         patterns = unpack(snapshot.data, snapshot.layout)
     engine.dispose()
-    return F.attention_block(patterns, probe=probe, layer=layer, head=head, length=int(lengths[probe]))
+    width = 2 * int(lengths[probe]) + 2  # the real tokens; NaN above the diagonal, where the figure is blank
+    return np.where(np.tri(width, dtype=bool), np.round(patterns[probe, layer, head, :width, :width], 3), np.nan)
 
 
 def test_the_difference_map_is_a_minus_b_on_a_zero_centred_scale(app_client, served_url, trained_run, second_run):
@@ -97,7 +98,7 @@ def test_linked_step_picks_the_nearest_snapshot_and_the_earlier_on_a_tie():
     assert F.linked_step([], step=10, reference_total=20, total=20, mode="step") is None
 
 
-def test_config_diff_and_safe_text():
+def test_config_diff_and_escaped_text():
     assert F.config_diff([{"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}]) == [
         {"key": "b", "values": [2, 3]}, {"key": "c", "values": [None, 4]}]
-    assert F.safe('<script>"x"&') == '&lt;script&gt;"x"&amp;'
+    assert F.run_title(3, '<script>"x"&\'') == "#3 &lt;script&gt;&#34;x&#34;&amp;&#39;"  # server.figures.escape

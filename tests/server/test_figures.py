@@ -12,7 +12,8 @@ def series(steps, values):
 
 
 def test_escape_makes_user_text_inert_for_plotly_labels():
-    assert figures.escape('<img src=x onerror=alert(1)>"') == "&lt;img src=x onerror=alert(1)&gt;&quot;"
+    assert figures.escape('<img src=x onerror=alert(1)>"\'') == "&lt;img src=x onerror=alert(1)&gt;&#34;&#39;"
+    # quotes as numeric entities: plotly shows &#34; as a quote, but would show &quot; literally
 
 
 def test_accuracy_draws_one_line_per_length_in_order_and_the_mean_last():

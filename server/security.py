@@ -16,8 +16,9 @@ One ASGI middleware (``Guard``) applies, in this order, to every HTTP request:
 4. **CSRF.** Every state change must carry the page's CSRF token, in the header ``X-CSRF-Token``
    (JS ``fetch``) or the form field ``csrf_token`` (HTML forms). The token is an HMAC, keyed with
    ``settings.secret_key`` (a random key per process when unset), of a random per-browser cookie;
-   templates get it from the Jinja globals ``csrf_token()`` and ``csrf_input()``. Requests carrying
-   ``Authorization: Bearer`` are API clients and exempt: a browser never sends that header cross-site.
+   templates get it from the Jinja globals ``csrf_token()`` and ``csrf_input()``. API clients are
+   exempt (a browser never sends ``Authorization`` cross-site): with a token set, those sending the
+   valid ``Authorization: Bearer <token>``; on the open loopback dashboard, any bearer.
 5. **Headers.** Every response says nosniff and sends a Content-Security-Policy allowing only this
    site's own scripts (inline data goes in ``<script type="application/json">``) and no framing;
    shared views add ``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``.

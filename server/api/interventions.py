@@ -24,7 +24,7 @@ from core.causal.specs import InterventionSpec
 from core.db import crud, jobs
 from core.db.session import session_scope
 from core.submit import dispatch
-from core.summary import causal_verdict, summarize
+from core.summary import causal_verdict, run_summary
 from server.access import Access, get_access
 from server.deps import RunId, read_session
 
@@ -46,7 +46,7 @@ def list_interventions(run_id: RunId, access: Annotated[Access, Depends(get_acce
     if run is None:
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
     rows = results.list_results(session, run_id=run_id)
-    summary = dict(run.summary or {}) or summarize(crud.get_metrics(session, run_id=run_id, prefix="score/"))
+    summary = run_summary(session, run)
     return {"run_id": run_id, **results.for_charts(rows), "heads": summary.get("heads", {}),
             "verdict": causal_verdict(summary, rows)}
 

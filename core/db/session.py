@@ -17,6 +17,7 @@ block, so a read-only scope (`session_scope(engine, readonly=True)`) starts a pl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,8 +65,8 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
     def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enable_wal(cursor)
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
@@ -75,6 +76,24 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _enable_wal(cursor: Any, *, attempts: int = 50) -> None:
+    """Switch a SQLite file to WAL (persistent, so a no-op once done).
+
+    The switch needs the file to itself, and SQLite may refuse it at once ("database is locked")
+    rather than wait, when several processes open a new file together: retry briefly.
+    """
+    import sqlite3
+
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 @contextmanager

@@ -68,29 +68,33 @@ def db_file_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'circuitboard.db'}"
 
 
+def live_server(db_url: str, folder: Path) -> Iterator[str]:
+    """uvicorn on a free loopback port serving ``db_url``: yields its base URL once, stops it after."""
+    port = _free_port()
+    with open(folder / "server.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "server.main:create_app",
+                                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                                   cwd=ROOT, env=_env(db_url), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the server did not start:\n" + (folder / "server.log").read_text())
+                time.sleep(0.2)
+            yield base
+        finally:
+            _stop(process)
+
+
 @pytest.fixture
 def live_url(db_file_url: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "server.main:create_app",
-                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                               cwd=ROOT, env=_env(db_file_url), stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process)
-            pytest.fail("the server did not start:\n" + (tmp_path / "server.log").read_text())
-        time.sleep(0.2)
-    yield base
-    _stop(process)
-    log.close()
+    yield from live_server(db_file_url, tmp_path)
 
 
 @pytest.fixture

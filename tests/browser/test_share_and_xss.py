@@ -11,13 +11,7 @@ cannot use to change anything. Screenshots go to /tmp/screens/.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -25,7 +19,7 @@ from core.db.models import Run
 from core.db.session import make_engine, session_scope
 from core.specs import SweepSpec
 from core.sweeps import create_sweep, expand_sweep
-from tests.browser.conftest import ROOT, SCREENS, _env, _free_port, _stop
+from tests.browser.conftest import SCREENS, live_server
 from tests.server.conftest import FAST
 
 pytestmark = pytest.mark.browser
@@ -83,29 +77,6 @@ def recorded(tmp_path_factory) -> dict:
 @pytest.fixture
 def live_url(recorded) -> str:
     return recorded["url"]
-
-
-def live_server(db_url: str, folder: Path) -> Iterator[str]:
-    """uvicorn on a free loopback port serving ``db_url``: yields its base URL once, stops it on the next call."""
-    port = _free_port()
-    with open(folder / "server.log", "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "server.main:create_app",
-                                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                                   cwd=ROOT, env=_env(db_url), stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, (folder / "server.log").read_text()
-                time.sleep(0.2)
-            yield base
-        finally:
-            _stop(process)
 
 
 def open_inert(page, url: str, screenshot: str | None = None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.errors import Unsatisfiable

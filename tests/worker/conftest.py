@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from tests.worker.support import Workers, migrated
+from tests.worker.support import RedisServer, Workers, migrated
 
 
 # ---------------------------------------------------------------- databases
@@ -48,15 +48,13 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator["RedisServer"]:
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server (free port, no persistence), killed after the test.
 
     Skipped when redis-server is not installed, unless CI=true (then it fails).
     """
     import os
     import shutil
-
-    from tests.worker.support import RedisServer
 
     if shutil.which("redis-server") is None:
         message = "redis-server is not installed"

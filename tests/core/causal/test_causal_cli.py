@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from core.cli import main
-from core.db import crud
 from core.db.session import session_scope
 from tests.core.test_eval_import import eval_csv
 

@@ -38,18 +38,24 @@ def trained_like(tiny_spec, **overrides):
     return model, torch.from_numpy(tokens[:24, :-1].astype(np.int64))
 
 
-@pytest.mark.parametrize("overrides", [{"n_heads": 2}, {"n_heads": 2, "bias": True, "pos_encoding": "rope"},
-                                       {"pos_encoding": "none", "n_layers": 3}])
-def test_transformer_lens_matches_patterns_and_logits(tiny_spec, overrides):
-    transformer_lens()
-    model, inputs = trained_like(tiny_spec, **overrides)
-    tl = to_hooked_transformer(model)
+def assert_same_patterns_and_logits(model, tl, inputs) -> torch.Tensor:
+    """Every layer's hook_pattern within 1e-5 and the logits within 1e-4; returns our logits."""
     names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
     ours_logits, ours = run_with_cache(model, inputs, names)
     tl_logits, cache = tl.run_with_cache(inputs, names_filter=lambda name: name in names)
     for name in names:
         assert (cache[name] - ours[name]).abs().max() < 1e-5, name
     assert (tl_logits - ours_logits).abs().max() < 1e-4
+    return ours_logits
+
+
+@pytest.mark.parametrize("overrides", [{"n_heads": 2}, {"n_heads": 2, "bias": True, "pos_encoding": "rope"},
+                                       {"pos_encoding": "none", "n_layers": 3}])
+def test_transformer_lens_matches_patterns_and_logits(tiny_spec, overrides):
+    transformer_lens()
+    model, inputs = trained_like(tiny_spec, **overrides)
+    tl = to_hooked_transformer(model)
+    assert_same_patterns_and_logits(model, tl, inputs)
 
 
 def test_saved_tl_files_load_in_two_lines(tiny_spec, tmp_path):
@@ -87,11 +93,6 @@ def test_paper_norm_maps_exactly_with_permanent_hooks(tiny_spec):
     tokens, _ = build_dataset(spec.problem).split("test")
     inputs = torch.from_numpy(tokens[:24, :-1].astype(np.int64))
     tl = to_hooked_transformer(model, paper_norm_hooks=True)
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
-    ours_logits, ours = run_with_cache(model, inputs, names)
-    tl_logits, cache = tl.run_with_cache(inputs, names_filter=lambda name: name in names)
-    for name in names:
-        assert (cache[name] - ours[name]).abs().max() < 1e-5, name
-    assert (tl_logits - ours_logits).abs().max() < 1e-4
+    ours_logits = assert_same_patterns_and_logits(model, tl, inputs)
     tl.reset_hooks()  # a user's reset keeps the permanent norm hooks
     assert (tl(inputs) - ours_logits).abs().max() < 1e-4

@@ -177,7 +177,8 @@ def test_a_shared_run_opens_read_only_and_revoking_closes_it(live_url, recorded,
         assert other.locator("form[method=post]").count() == 0  # nothing to submit on a shared view
         other.screenshot(path=str(SCREENS / "shared_run.png"), full_page=True)
         page.goto(f"{live_url}/runs/{a}/shares")
-        page.click("#links form button[type=submit]")
+        with page.expect_navigation():  # the revoke form posts, then redirects back to the list
+            page.click("#links form button[type=submit]")
         page.wait_for_load_state("networkidle")
         assert page.locator("#links td", has_text="revoked").count() == 1
         assert other.goto(link).status == 404

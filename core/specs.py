@@ -172,6 +172,10 @@ class TrainSpec(_Spec):
     warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # cosine floor, as a fraction of lr
+    # sharpening: attention logits x qk_scale, ramped linearly from 1 over steps qk_scale_from..qk_scale_until
+    qk_scale: float = Field(1.0, ge=1.0, le=64.0)  # 1: off (the paper)
+    qk_scale_from: int = Field(0, ge=0, le=MAX_STEPS)
+    qk_scale_until: int = Field(0, ge=0, le=MAX_STEPS)
     shuffle: bool = False  # False: batches walk the data sorted by length, as the paper does
     loss_on: Literal["all", "cot"] = "all"  # all: CoT and EoS padding after EoI; cot: y_1..y_L only
     seed: int = Field(0, ge=0, le=SEED_MAX)
@@ -189,6 +193,14 @@ class TrainSpec(_Spec):
     def _warmup_within_steps(cls, value: int, info: ValidationInfo) -> int:
         if "steps" in info.data and value > info.data["steps"]:
             raise ValueError(f"must be <= steps ({info.data['steps']})")
+        return value
+
+    @field_validator("qk_scale_until")
+    @classmethod
+    def _ramp_ends_after_it_starts(cls, value: int, info: ValidationInfo) -> int:
+        start = info.data.get("qk_scale_from")
+        if start is not None and value < start:
+            raise ValueError(f"must be >= qk_scale_from ({start})")
         return value
 
     @field_validator("init_from")

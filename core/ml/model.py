@@ -13,6 +13,12 @@ Attention has two paths that compute the same function: a fused one
 (``scaled_dot_product_attention``, used for training) and an explicit one that materialises the
 pattern so that ``hook_attn_scores`` and ``hook_pattern`` can be read or replaced. The explicit path
 runs whenever a hook is attached to either site, or when ``model.explicit`` is set.
+
+``qk_scale`` multiplies every query (so every attention logit) by a number the trainer may raise
+during training (``TrainSpec.qk_scale``, the fast presets' sharpening ramp). It is a
+reparametrisation, not a new kind of model: :meth:`Transformer.folded_state_dict` multiplies it into
+``W_Q``, and every saved set of weights is folded, so a checkpoint always loads into a plain model
+with ``qk_scale = 1``.
 """
 
 from __future__ import annotations
@@ -97,6 +103,7 @@ class Attention(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.explicit = False
+        self.qk_scale = 1.0  # multiplies the queries; folded into W_Q whenever weights are saved
 
     def forward(self, x: torch.Tensor, first_query: int = 0) -> torch.Tensor:
         """x [B, T, d_model] -> [B, T - first_query, d_model]: the outputs of queries first_query..T-1.
@@ -113,6 +120,8 @@ class Attention(nn.Module):
             W, b = self.qkv.weight, self.qkv.bias
             q = F.linear(x[:, first_query:], W[:d], None if b is None else b[:d]).view(B, Tq, H, d_head)
             k, v = F.linear(x, W[d:], None if b is None else b[d:]).view(B, T, 2, H, d_head).unbind(dim=2)
+        if self.qk_scale != 1.0:
+            q = q * self.qk_scale  # [B, Tq, H, d_head], what a folded W_Q would give
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, Tq | T, d_head]
         if self.cfg.pos_encoding == "rope":
@@ -202,6 +211,32 @@ class Transformer(nn.Module):
     def explicit(self, value: bool) -> None:
         for block in self.blocks:
             block.attn.explicit = value
+
+    @property
+    def qk_scale(self) -> float:
+        return self.blocks[0].attn.qk_scale
+
+    @qk_scale.setter
+    def qk_scale(self, value: float) -> None:
+        for block in self.blocks:
+            block.attn.qk_scale = float(value)
+
+    def folded_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict with ``qk_scale`` multiplied into W_Q (and its bias): the same function as a
+        plain model with ``qk_scale = 1``. Tensors are copies where folded, the live ones elsewhere."""
+        state = self.state_dict()
+        d = self.cfg.d_model
+        for layer, block in enumerate(self.blocks):
+            scale = block.attn.qk_scale
+            if scale == 1.0:
+                continue
+            for name in ("weight", "bias"):
+                key = f"blocks.{layer}.attn.qkv.{name}"
+                if key in state:
+                    folded = state[key].clone()  # [3d, d] or [3d]; rows :d are W_Q
+                    folded[:d] *= scale
+                    state[key] = folded
+        return state
 
     def forward(self, tokens: torch.Tensor, first_output: int = 0) -> torch.Tensor:
         """tokens [B, T] -> logits [B, T - first_output, d_vocab] for positions first_output..T-1.

@@ -90,6 +90,16 @@ def lr_at(step: int, train) -> float:
     return train.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def qk_scale_at(step: int, train) -> float:
+    """The attention-logit multiplier at optimizer step ``step``: 1 until ``qk_scale_from``, then a
+    linear ramp that reaches ``qk_scale`` at ``qk_scale_until`` and stays there. A pure function of
+    the step, like the learning rate, so a resumed run picks the ramp up where it was."""
+    if train.qk_scale == 1.0 or step <= train.qk_scale_from:
+        return 1.0
+    span = max(1, train.qk_scale_until - train.qk_scale_from)
+    return 1.0 + (train.qk_scale - 1.0) * min(1.0, (step - train.qk_scale_from) / span)
+
+
 def batch_rows(step: int, n_rows: int, batch_size: int, *, shuffle: bool, seed: int) -> torch.Tensor | slice:
     """Row indices of the batch for optimizer step ``step`` (1-based); last partial batch dropped."""
     per_epoch = max(1, n_rows // batch_size)
@@ -216,9 +226,10 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
     start = 0
     if resume is not None:
         state = checkpoints.from_bytes(resume, map_location=device)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("train_model", state["model"]))  # unfolded while sharpening
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
+        model.qk_scale = qk_scale_at(start, t)
     cb.probe_set(data.probe_tokens, data.probe_lengths)
 
     train_tokens = torch.from_numpy(data.train_tokens).to(device=device, dtype=torch.long)  # [N, W]
@@ -257,6 +268,7 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
         lr = lr_at(step, t)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        model.qk_scale = qk_scale_at(step, t)
         rows = batch_rows(step, n_rows, t.batch_size, shuffle=t.shuffle, seed=t.seed)
         loss = train_step(model, optimizer, train_tokens[rows], train_mask[rows], train_lengths[rows],
                           loss_on=t.loss_on)

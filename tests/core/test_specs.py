@@ -40,6 +40,7 @@ def error_lines(overrides: dict, base: dict = BASE) -> list[str]:
         ({"steps": "many"}, "steps: must be an integer (got 'many')"),
         ({"lr": float("nan")}, "lr: must be a finite number (got nan)"),
         ({"norm": "post"}, "norm: must be one of 'paper' or 'pre' (got 'post')"),
+        ({"qk_scale": 0.5}, "qk_scale: must be >= 1.0 (got 0.5)"),
     ],
 )
 def test_a_bound_reads_as_one_line_naming_field_and_value(overrides, line):
@@ -73,6 +74,7 @@ def test_missing_problem_is_required():
         ({"test_max_len": 8}, "test_max_len", ">= max_len (16)"),
         ({"test_max_len": 65}, "test_max_len", "<= 64"),
         ({"steps": 100, "warmup_steps": 101}, "warmup_steps", "<= steps (100)"),
+        ({"qk_scale_from": 500, "qk_scale_until": 400}, "qk_scale_until", ">= qk_scale_from (500)"),
         ({"pos_encoding": "rope", "d_model": 12, "n_heads": 4}, "pos_encoding", "even d_head"),
         ({"trainable": "mlp2", "n_layers": 1}, "trainable", "below n_layers (1)"),
         ({"trainable": "blocks.2.attn"}, "trainable", "below n_layers (2)"),

@@ -198,3 +198,27 @@ def test_gradients_flow_in_the_fused_path():
     loss = F.cross_entropy(model(x[:, :-1]).reshape(-1, 64), x[:, 1:].reshape(-1))
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("norm,pos", [("paper", "learned"), ("pre", "rope")])
+def test_qk_scale_sharpens_attention_and_folds_into_a_plain_model(norm, pos):
+    model = tiny_model(norm, pos)
+    x = tokens()
+    name = "blocks.0.attn.hook_pattern"
+    with torch.no_grad():
+        _, plain = run_with_cache(model, x, [name])
+        model.qk_scale = 4.0
+        sharp_logits, sharp = run_with_cache(model, x, [name])
+        fused = model(x)  # the training path scales the same queries
+        # a larger logit scale concentrates every row: its largest weight grows
+        assert torch.all(sharp[name].amax(-1)[..., 1:] >= plain[name].amax(-1)[..., 1:] - 1e-6)
+        folded = Transformer(model.cfg).eval()
+        folded.load_state_dict(model.folded_state_dict())
+        assert folded.qk_scale == 1.0
+        torch.testing.assert_close(folded(x), sharp_logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fused, sharp_logits, atol=1e-5, rtol=1e-5)
+    # folding copies: the live W_Q is untouched
+    live = model.state_dict()["blocks.0.attn.qkv.weight"]  # [3d, d]
+    folded_w = model.folded_state_dict()["blocks.0.attn.qkv.weight"]
+    torch.testing.assert_close(folded_w[:16], 4.0 * live[:16])  # W_Q rows scaled
+    assert torch.equal(folded_w[16:], live[16:])  # W_K, W_V as they are

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.ml import checkpoints
-from core.ml.train import TrainingError, batch_rows, build_model, lr_at, train
+from core.ml.train import TrainingError, batch_rows, build_model, lr_at, qk_scale_at, snapshot, train
 from core.names import metric_key, score_key
 from core.problems import build_dataset
 from core.snapshots import unpack
@@ -45,6 +45,14 @@ def test_lr_warmup_then_cosine_to_the_floor():
     no_warmup = schedule(lr=2.0, steps=100, schedule="cosine")
     assert lr_at(50, no_warmup) == pytest.approx(1.0)
     assert lr_at(100, no_warmup) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_qk_scale_is_one_until_the_ramp_then_rises_linearly_and_holds():
+    t = SimpleNamespace(qk_scale=5.0, qk_scale_from=10, qk_scale_until=20)
+    assert [qk_scale_at(s, t) for s in (0, 1, 10, 11, 15, 20, 21, 1000)] == pytest.approx(
+        [1.0, 1.0, 1.0, 1.4, 3.0, 5.0, 5.0, 5.0])
+    assert qk_scale_at(500, SimpleNamespace(qk_scale=1.0, qk_scale_from=0, qk_scale_until=0)) == 1.0
+    assert qk_scale_at(1, SimpleNamespace(qk_scale=3.0, qk_scale_from=0, qk_scale_until=0)) == 3.0  # a step
 
 
 def test_paper_order_walks_sorted_rows_and_wraps_at_the_epoch():
@@ -142,6 +150,24 @@ def test_resume_from_the_middle_is_bitwise_identical(tiny_spec, recorder, weight
     state_b = checkpoints.from_bytes(whole.checkpoints[(12, checkpoints.RESUME)])["optimizer"]["state"]
     assert all(torch.equal(state_a[k]["exp_avg"], state_b[k]["exp_avg"]) for k in state_b)
     assert 0 not in resumed.snapshots  # step 0 is not recorded again
+
+
+def test_a_sharpening_run_saves_plain_weights_and_resumes_mid_ramp_bitwise(tiny_spec, recorder, weights_equal):
+    spec = tiny_spec(steps=12, shuffle=True, checkpoint_every=6, eval_every=100, snapshot_every=12,
+                     qk_scale=4.0, qk_scale_from=2, qk_scale_until=10)
+    whole = recorder()
+    train(spec, whole)
+    resumed = recorder()
+    train(spec, resumed, resume=whole.checkpoints[(6, checkpoints.RESUME)])  # scale 2.5 there
+    assert weights_equal(resumed.weights(12), whole.weights(12))
+    # the saved weights are folded: a plain model (qk_scale 1) reproduces the final snapshot exactly
+    final = checkpoints.from_bytes(whole.checkpoints[(12, checkpoints.RESUME)])
+    assert not weights_equal(final["train_model"], final["model"])
+    plain = build_model(spec, CPU).eval()
+    plain.load_state_dict(whole.weights(12, checkpoints.WEIGHTS))
+    assert plain.qk_scale == 1.0
+    blob, layout, _ = snapshot(plain, build_dataset(spec.problem), spec, CPU)
+    np.testing.assert_allclose(unpack(blob, layout), unpack(*whole.snapshots[12]), atol=2e-3)  # float16
 
 
 def spy_on_widths(monkeypatch) -> list[int]:

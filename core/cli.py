@@ -161,6 +161,9 @@ def show(engine, run_id: int, *, as_json: bool) -> int:
         scores = " ".join(f"{k} {v:.3f}" for k, v in info["scores"].items() if v is not None)
         emerged = f"from step {info['emerged_step']:,}" if info["emerged_step"] is not None else "not yet emerged"
         print(f"{role}: {info['label']} (theory: layer {info['expected_layer']}) {scores}; {emerged}")
+        if "stronger_elsewhere" in info:
+            other = info["stronger_elsewhere"]
+            print(f"  outside layer {info['expected_layer']}: {other['label']} peaky_thres {other['peaky_thres']:.3f}")
     return 0
 
 

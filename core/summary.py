@@ -1,9 +1,13 @@
 """A run's summary: final accuracy by length, which head plays each circuit role, and since when.
 
 Built from the metrics table alone (torch-free), so the CLI, the workers and the web pages all
-derive the same summary from the same rows. For each role the *circuit head* is the (layer, head)
-with the highest final ``peaky_thres`` (averaged over L = 4..max_len, as the paper's figures are);
-its *emergence step* is the first recorded step at which that score reached ``EMERGED`` (0.9).
+derive the same summary from the same rows. For each role the *circuit head* is the head of the
+layer the theory names (``EXPECTED_LAYER``: the EoI locator in layer 0, the iteration head in
+layer 1) with the highest final ``peaky_thres`` (averaged over L = 4..max_len, as the paper's
+figures are); a model without that layer falls back to the best head anywhere. When a head of
+another layer scores higher it is named too (``stronger_elsewhere``): a second-layer head that
+attends to EoI is not the paper's EoI locator, but a reader should know it is there.
+The *emergence step* is the first recorded step at which the circuit head reached ``EMERGED`` (0.9).
 """
 
 from __future__ import annotations
@@ -62,16 +66,19 @@ def summarize(rows: list[tuple[str, int, float]]) -> dict:
 
     heads: dict[str, dict] = {}
     for role in ROLES:
-        best = None
+        finals = []  # (final peaky_thres, layer, head, key) of every head with a score
         for key in series:
             if not key.startswith(f"score/{role}/peaky_thres/") or "/len" in key:
                 continue
             _, _, layer, head, _ = parse_score_key(key)
             final = _last(series[key])[1]
-            if not math.isnan(final) and (best is None or final > best[0]):
-                best = (final, layer, head, key)
-        if best is None:
+            if not math.isnan(final):
+                finals.append((final, layer, head, key))
+        if not finals:
             continue
+        in_layer = [f for f in finals if f[1] == EXPECTED_LAYER[role]]
+        best = max(in_layer or finals, key=lambda f: f[0])
+        elsewhere = max((f for f in finals if f[1] != best[1]), key=lambda f: f[0], default=None)
         _, layer, head, key = best
         emerged = [step for step, value in sorted(series[key].items()) if value >= EMERGED]
         scores = {}
@@ -81,6 +88,8 @@ def summarize(rows: list[tuple[str, int, float]]) -> dict:
         heads[role] = {"layer": layer, "head": head, "label": f"L{layer}H{head}",
                        "expected_layer": EXPECTED_LAYER[role], "scores": scores,
                        "emerged_step": emerged[0] if emerged else None}
+        if elsewhere is not None and elsewhere[0] > best[0]:
+            heads[role]["stronger_elsewhere"] = {"label": f"L{elsewhere[1]}H{elsewhere[2]}", "peaky_thres": elsewhere[0]}
     return {"accuracy": accuracy, "heads": heads, "verdict": verdict(accuracy, heads)}
 
 
@@ -95,9 +104,13 @@ def verdict(accuracy: dict, heads: dict) -> str:
         thres = info["scores"]["peaky_thres"]
         if info["emerged_step"] is not None and thres is not None and thres >= EMERGED:
             where = "" if info["layer"] == info["expected_layer"] else " (not the layer the theory expects)"
-            parts.append(f"{title} at {info['label']} from step {info['emerged_step']:,}{where}")
+            part = f"{title} at {info['label']} from step {info['emerged_step']:,}{where}"
         else:
-            parts.append(f"no {title} yet (best {info['label']}, peaky_thres {thres:.2f})")
+            part = f"no {title} yet (best {info['label']}, peaky_thres {thres:.2f})"
+        if "stronger_elsewhere" in info:
+            other = info["stronger_elsewhere"]
+            part += f", though {other['label']} outside layer {info['expected_layer']} scores {other['peaky_thres']:.2f}"
+        parts.append(part)
     acc = accuracy.get("test", {}).get("seq_acc")
     if acc is not None:
         parts.append(f"test accuracy {acc:.2f} (L = 4..max)")

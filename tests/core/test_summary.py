@@ -45,10 +45,23 @@ def test_the_best_head_per_role_and_its_emergence_step():
     assert it["expected_layer"] == 1
     assert it["emerged_step"] == 3200
     assert it["scores"] == {"peaky_abs": 0.81, "peaky_thres": 0.97, "inv": 0.88, "mul": 0.4}
+    assert "stronger_elsewhere" not in it
+    # the EoI locator is layer 0's best head, though a layer-1 head attends to EoI more
     eoi = summary["heads"]["eoi_locator"]
-    assert eoi["label"] == "L1H0" and eoi["expected_layer"] == 0
-    assert eoi["emerged_step"] == 1600  # the first step at >= 0.9, even though it dipped after
-    assert eoi["scores"]["peaky_abs"] is None
+    assert eoi["label"] == "L0H0" and eoi["expected_layer"] == 0
+    assert eoi["emerged_step"] is None
+    assert eoi["stronger_elsewhere"] == {"label": "L1H0", "peaky_thres": 0.95}
+
+
+def test_without_the_theorys_layer_the_best_head_anywhere_is_taken():
+    rows = series("score/eoi_locator/peaky_thres/L0H0", {0: 0.0, 100: 0.2})
+    rows += series("score/eoi_locator/peaky_thres/L0H1", {0: 0.0, 100: 0.92})
+    rows += series("score/iteration/peaky_thres/L0H0", {0: 0.0, 100: 0.95})  # a 1-layer model
+    summary = summarize(rows)
+    assert summary["heads"]["iteration"]["label"] == "L0H0"
+    assert summary["heads"]["eoi_locator"]["label"] == "L0H1"
+    assert summary["heads"]["eoi_locator"]["emerged_step"] == 100  # the first step at >= 0.9
+    assert "iteration head at L0H0 from step 100 (not the layer the theory expects)" in summary["verdict"]
 
 
 def test_accuracy_takes_the_last_values():
@@ -63,7 +76,7 @@ def test_accuracy_takes_the_last_values():
 def test_the_verdict_names_the_head_and_the_step():
     text = summarize(base_rows())["verdict"]
     assert "iteration head at L1H0 from step 3,200" in text
-    assert "EoI locator at L1H0 from step 1,600 (not the layer the theory expects)" in text
+    assert "no EoI locator yet (best L0H0, peaky_thres 0.60), though L1H0 outside layer 0 scores 0.95" in text
     assert "test accuracy 0.75" in text
     parts = text.split("; ")
     assert parts[1] == "iteration head at L1H0 from step 3,200"  # layer 1 is where the theory expects it

@@ -56,11 +56,16 @@ def die_with_supervisor(supervisor_pid: int) -> None:
 
 def report(engine, job_id: int, token: int, p) -> None:
     """Write a training Progress to the job's live figures; raise LeaseLost when no longer owned."""
-    from core.db import jobs
-
     figures = {"step": p.step, "total": p.total, "steps_per_s": p.steps_per_s, "loss": p.loss, "lr": p.lr,
                "eta_s": (p.total - p.step) / p.steps_per_s if p.steps_per_s > 0 else None,
                "test_seq_acc": p.test_seq_acc, "peaky": p.peaky}
+    report_figures(engine, job_id, token, figures)
+
+
+def report_figures(engine, job_id: int, token: int, figures: dict) -> None:
+    """Write ``figures`` as the job's live progress; raise LeaseLost when no longer owned."""
+    from core.db import jobs
+
     if not jobs.transact(engine, lambda s: jobs.report_progress(s, job_id=job_id, token=token, progress=figures)):
         raise jobs.LeaseLost(f"job {job_id}: token {token} lost the job")
 
@@ -85,7 +90,8 @@ def run_job(engine, job_id: int, token: int, stop: threading.Event) -> str:
         from core.causal.jobs import execute_intervention_job  # written alongside; torch, from here on
 
         return execute_intervention_job(engine, job_id, guard=guard, should_stop=stop.is_set,
-                                        device=os.environ.get(WORKER_DEVICE_ENV) or None)
+                                        device=os.environ.get(WORKER_DEVICE_ENV) or None,
+                                        on_progress=lambda figures: report_figures(engine, job_id, token, figures))
     raise ValueError(f"a worker child cannot run {kind!r} jobs")
 
 

@@ -15,6 +15,8 @@ its names (``plan``, the targets) are torch-free.
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -137,9 +139,13 @@ def _peaky(rows: list[tuple[str, int, float]], step: int, target: Target) -> dic
 
 
 def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None = None,
-                             should_stop: Callable[[], bool] | None = None, device: str | None = None) -> str:
+                             should_stop: Callable[[], bool] | None = None, device: str | None = None,
+                             on_progress: Callable[[dict], None] | None = None) -> str:
     """Run job ``job_id`` (kind ``intervene``); return SUCCEEDED, or RUNNING when ``should_stop`` ended it
     early (the caller hands the job back; its stored results are kept and skipped next time).
+
+    ``on_progress`` receives ``{"done", "total", "eta_s"}`` (results, counting those already stored
+    by an earlier attempt) once before the first result and after each one.
 
     It runs on the run spec's ``device``, else on ``device`` (the worker's), else on the cpu; a run
     trained on ``cuda`` and analysed with no worker device where there is no CUDA (``circuitboard
@@ -201,6 +207,22 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
             results.put_result(session, run_id=run_id, job_id=job_id, step=step, intervention=label,
                                target=target, spec=spec_json, result=result)
 
+    total = len(steps) * len(plan)
+    finished = 0  # results written or found stored
+    started = time.monotonic()
+    written = 0
+
+    reported = -1  # the last "done" sent
+
+    def progress() -> None:
+        nonlocal reported
+        if on_progress is not None and reported != finished:
+            rate = written / (time.monotonic() - started) if written else 0.0
+            on_progress({"done": finished, "total": total,
+                         "eta_s": (total - finished) / rate if rate > 0 else None})
+            reported = finished
+
+    progress()
     source = None
     for step in steps:
         model = None
@@ -217,6 +239,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
             else:
                 label, target_label = intervention_label(spec, variant), hook_name(spec.layer, spec.site)
             if (step, label, target_label) in done:
+                finished += 1
                 continue
             if model is None:
                 model, _, _ = load_model(engine, run_id, step, device=device)
@@ -251,4 +274,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
                     fn = iv.patch_ideal(model, list(target.heads), shift=spec.shift if variant == "shift" else 0)
                 result = {**evaluate(model, fn), "baseline": baseline, "peaky_thres": _peaky(scores, step, target)}
             write(step, label, target_label, result)
+            finished, written = finished + 1, written + 1
+            progress()
+    progress()  # a retry that found everything stored says so
     return Status.SUCCEEDED.value

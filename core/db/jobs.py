@@ -149,6 +149,13 @@ def latest_train_job(session: Session, *, run_id: int) -> Job | None:
     return session.scalars(query).first()
 
 
+def intervention_jobs(session: Session, *, run_id: int, limit: int = 20) -> list[Job]:
+    """A run's intervention jobs, newest first (the causal panel shows their status and progress)."""
+    query = (select(Job).where(Job.run_id == run_id, Job.kind == JobKind.INTERVENE.value)
+             .order_by(Job.id.desc()).limit(limit))
+    return list(session.scalars(query))
+
+
 def has_queued(session: Session, *, queues: Sequence[str]) -> bool:
     """Whether any job waits on ``queues`` (a cheap read, so idle pollers take no write lock)."""
     query = select(Job.id).where(Job.status == Status.QUEUED.value, Job.queue.in_(list(queues))).limit(1)

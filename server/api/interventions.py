@@ -3,7 +3,8 @@
     POST /api/runs/7/interventions  {"kind": "edge", "heads": ["L1H3"], "steps": "all"}
         -> 201 {"job_id": 31, "run_id": 7}          (422 naming the field on bad input, 404 for no run)
     GET  /api/runs/7/interventions
-        -> {"run_id": 7, "steps": [...], "series": [...], "verdict": {...}, "heads": {...}}
+        -> {"run_id": 7, "steps": [...], "series": [...], "verdict": {...}, "heads": {...},
+            "jobs": [{"id": 31, "status": "RUNNING", "progress": {"done": 3, "total": 8, "eta_s": 12.0}, ...}]}
 
 The body is a ``core.causal.specs.InterventionSpec``; the job is queued with
 ``core.db.jobs.submit_intervention_job`` and dispatched after the commit. Reading groups the stored
@@ -47,8 +48,11 @@ def list_interventions(run_id: RunId, access: Annotated[Access, Depends(get_acce
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
     rows = results.list_results(session, run_id=run_id)
     summary = run_summary(session, run)
+    recent = [{"id": job.id, "status": job.status, "progress": job.progress or {}, "error": job.error,
+               "spec": (job.payload or {}).get("spec", {})}
+              for job in jobs.intervention_jobs(session, run_id=run_id)]
     return {"run_id": run_id, **results.for_charts(rows), "heads": summary.get("heads", {}),
-            "verdict": causal_verdict(summary, rows)}
+            "verdict": causal_verdict(summary, rows), "jobs": recent}
 
 
 @write.post("/api/runs/{run_id}/interventions", status_code=201, response_model=InterventionQueued,

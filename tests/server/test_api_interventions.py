@@ -25,6 +25,8 @@ def test_queue_run_and_read_back(app_client, trained_run, csrf, served_url):
     response = app_client.post(f"/api/runs/{trained_run}/interventions", json=spec, headers=csrf)
     assert response.status_code == 201
     job_id = response.json()["job_id"]
+    (listed,) = [j for j in app_client.get(f"/api/runs/{trained_run}/interventions").json()["jobs"] if j["id"] == job_id]
+    assert listed["status"] == "QUEUED" and listed["spec"]["heads"] == ["L1H0"] and listed["error"] is None
     engine = make_engine(served_url)
     try:
         with session_scope(engine, readonly=True) as session:

@@ -69,6 +69,14 @@ def test_a_submitted_job_succeeds_with_everything_recorded(engine, workers):
         assert crud.list_snapshot_steps(session, run_id=run_id) == [0, 10, 20]
         assert crud.checkpoint_steps(session, run_id=run_id, kind="weights") == [0, 10, 20]
         assert crud.checkpoint_steps(session, run_id=run_id, kind="resume") == [10, 15, 20]
+    # an intervention on the finished run goes through the same worker and reports its progress
+    with session_scope(engine) as session:
+        spec = {"kind": "edge", "heads": ["L0H0"], "variants": ["raw"], "steps": "all", "rows_per_len": 4}
+        intervene_id = jobs.submit_intervention_job(session, run_id=run_id, spec=spec).id
+    job = wait_status(engine, intervene_id, "SUCCEEDED", "FAILED", timeout=40)
+    assert job.status == "SUCCEEDED", job.error
+    assert job.progress["done"] == job.progress["total"] == 3  # snapshot steps 0, 10, 20
+    assert run_row(engine, run_id).status == "SUCCEEDED"
     assert workers.stop(worker) == 0
 
 

@@ -6,7 +6,8 @@
  *   - the chosen result in detail: accuracy per length (bars), a curve over steps when several
  *     steps were tested, the layer x position grid of activation patching, a probe's accuracy vs chance.
  * The form posts an InterventionSpec to the same URL with the X-CSRF-Token header from
- * <meta name="csrf-token">, then polls until new results arrive.
+ * <meta name="csrf-token">, then polls, showing the job's status and progress ("3 / 8 results"),
+ * until the job ends.
  */
 (function () {
   "use strict";
@@ -145,12 +146,23 @@
       return;
     }
     text(status, "job " + body.job_id + " queued; results appear here as it runs");
-    const before = data ? JSON.stringify(data.series) : "";
-    for (let i = 0; i < 120; i++) {
+    for (let i = 0; i < 720; i++) {
       await new Promise((resolve) => setTimeout(resolve, 5000));
       const now = await load();
-      if (now && JSON.stringify(now.series) !== before) { text(status, "job " + body.job_id + ": new results"); }
+      const job = now && (now.jobs || []).find((j) => j.id === body.job_id);
+      if (!job) continue;
+      text(status, jobText(job));
+      if (!["QUEUED", "RUNNING"].includes(job.status)) return;
     }
+  }
+
+  function jobText(job) {
+    const p = job.progress || {};
+    let line = "job " + job.id + ": " + job.status.toLowerCase();
+    if (p.total) line += ", " + p.done + " / " + p.total + " results";
+    if (job.status === "RUNNING" && p.eta_s) line += ", about " + Math.ceil(p.eta_s) + " s left";
+    if (job.error) line += " (" + job.error + ")";
+    return line;
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -131,3 +131,18 @@ def test_a_run_trained_on_cuda_is_analysed_on_the_cpu_where_there_is_none(traine
     finally:
         with session_scope(engine) as session:
             crud.update_run(session, run_id=run_id, spec=flat)
+
+
+def test_progress_counts_results_and_an_attempt_starts_from_what_is_stored(trained):
+    engine, run_id = trained
+    job_id = submit(engine, run_id, {"kind": "edge", "heads": ["L0H0", "L1H0"], "steps": "all", "rows_per_len": 8})
+    seen = []
+    assert execute_intervention_job(engine, job_id, on_progress=seen.append) == "SUCCEEDED"
+    total = 3 * 2 * 2  # steps 0, 6, 12 x renorm/raw x two heads
+    assert [p["done"] for p in seen] == list(range(total + 1))
+    assert {p["total"] for p in seen} == {total}
+    assert seen[0]["eta_s"] is None and seen[-1]["eta_s"] == 0
+    assert len([r for r in stored(engine, run_id) if r["job_id"] == job_id]) == total
+    again = []
+    execute_intervention_job(engine, job_id, on_progress=again.append)  # a retry: everything is stored
+    assert again == [{"done": 0, "total": total, "eta_s": None}, {"done": total, "total": total, "eta_s": None}]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import Path, Request
+from fastapi import Depends, Path, Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,11 @@ async def read_session(request: Request) -> AsyncIterator[Session]:
 def write_session(request: Request) -> Iterator[Session]:
     """A session whose work commits when the route returns (and rolls back if it raises); for writes only.
 
+    Routes take it as ``WriteSession`` (``Depends(write_session, scope="function")``): with the
+    default scope FastAPI runs the code after ``yield`` (the COMMIT) only once the response has gone
+    out, so a browser following a 303 could read the page before the write it just made (and a
+    failed commit would follow a success response).
+
     Sync on purpose, unlike ``read_session``: its exit runs the COMMIT, which on SQLite may wait for
     the write lock (busy timeout) and on any database does network I/O, so it must run in the thread
     pool, never block the event loop. The pool-exhaustion risk ``read_session`` avoids is bounded here
@@ -51,6 +56,9 @@ def write_session(request: Request) -> Iterator[Session]:
     """
     with session_scope(request.app.state.engine) as session:
         yield session
+
+
+WriteSession = Annotated[Session, Depends(write_session, scope="function")]  # committed before the response
 
 
 def templates(request: Request) -> Jinja2Templates:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from core.db import crud, shares
 from core.db.models import Share, Sweep, utcnow
 from server.access import Access, get_access
-from server.deps import MAX_ID, PathId, read_session, write_session
+from server.deps import MAX_ID, PathId, WriteSession, read_session
 
 read = APIRouter()
 write = APIRouter(tags=["shares"])
@@ -132,7 +132,7 @@ def owner(access: Access = Depends(get_access)) -> Access:
 
 
 @write.post("/api/runs/{run_id}/shares", status_code=201, response_model=ShareOut)
-def create_run_share(run_id: PathId, body: ShareIn, response: Response, session: Session = Depends(write_session),
+def create_run_share(run_id: PathId, body: ShareIn, response: Response, session: WriteSession,
                      _owner: Access = Depends(owner)) -> ShareOut:
     response.headers["Cache-Control"] = "no-store"  # the body holds the token
     share, url = create_link(session, kind="run", run_ids=[run_id], sweep_id=None, label=body.label,
@@ -141,7 +141,7 @@ def create_run_share(run_id: PathId, body: ShareIn, response: Response, session:
 
 
 @write.post("/api/shares", status_code=201, response_model=ShareOut)
-def create_share(body: NewShare, response: Response, session: Session = Depends(write_session),
+def create_share(body: NewShare, response: Response, session: WriteSession,
                  _owner: Access = Depends(owner)) -> ShareOut:
     response.headers["Cache-Control"] = "no-store"  # the body holds the token
     share, url = create_link(session, kind=body.kind, run_ids=body.run_ids, sweep_id=body.sweep_id,
@@ -163,7 +163,7 @@ def list_all_shares(session: Session = Depends(read_session), _owner: Access = D
 
 
 @write.delete("/api/shares/{share_id}", response_model=ShareRow)
-def revoke_share(share_id: PathId, session: Session = Depends(write_session),
+def revoke_share(share_id: PathId, session: WriteSession,
                  _owner: Access = Depends(owner)) -> ShareRow:
     share = shares.revoke(session, share_id=share_id)
     if share is None:

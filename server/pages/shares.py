@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from core.db import crud, shares
 from server.access import Access
 from server.api.shares import ShareIn, create_link, owner, share_row
-from server.deps import PathId, read_session, write_session
+from server.deps import PathId, WriteSession, read_session
 from server.security import safe_next
 
 read = APIRouter()
@@ -44,8 +44,8 @@ def run_shares(request: Request, run_id: PathId, session: Session = Depends(read
 
 
 @write.post("/runs/{run_id}/shares")
-def new_run_share(request: Request, run_id: PathId, label: str = Form(""), expires_in_hours: str = Form(""),
-                  state: str = Form(""), session: Session = Depends(write_session),
+def new_run_share(request: Request, run_id: PathId, session: WriteSession, label: str = Form(""),
+                  expires_in_hours: str = Form(""), state: str = Form(""),
                   access: Access = Depends(owner)) -> Response:
     try:
         body = ShareIn(label=label, state=state, expires_in_hours=expires_in_hours.strip() or None)
@@ -61,7 +61,7 @@ def new_run_share(request: Request, run_id: PathId, label: str = Form(""), expir
 
 
 @write.post("/shares/{share_id}/revoke")
-def revoke(share_id: PathId, back: str = Form("/"), session: Session = Depends(write_session),
+def revoke(share_id: PathId, session: WriteSession, back: str = Form("/"),
            _owner: Access = Depends(owner)) -> Response:
     if shares.revoke(session, share_id=share_id) is None:
         raise HTTPException(status_code=404, detail=f"no share link {share_id}")

@@ -238,3 +238,24 @@ def test_a_runs_links_are_exactly_those_that_open_it(engine):
         assert all(run in shares.readable_run_ids(session, session.get(Share, i)) for i in listed)
         of_other = [share.id for share in shares.list_for_run(session, run_id=other)]
         assert made["compare"] in of_other and made["run"] not in of_other and made["sweep"] not in of_other
+
+
+def test_a_write_is_committed_before_its_response_starts(app, app_client, csrf, engine, trained_run):
+    """A browser follows a 303 as soon as it arrives: the page it loads must already see the write."""
+    link = share(app_client, csrf, trained_run)
+    page = app_client.get(f"/runs/{trained_run}/shares")
+    seen = []
+
+    async def watching(scope, receive, send):
+        async def send_and_look(message):
+            if message["type"] == "http.response.start" and scope["path"].endswith("/revoke"):
+                with session_scope(engine, readonly=True) as session:
+                    seen.append(session.get(Share, link["id"]).revoked_at)
+            await send(message)
+
+        await app(scope, receive, send_and_look)
+
+    client = TestClient(watching, base_url="http://127.0.0.1", cookies=app_client.cookies, follow_redirects=False)
+    revoked = client.post(f"/shares/{link['id']}/revoke", data={"back": "/", **form_token(page.text)})
+    assert revoked.status_code == 303
+    assert len(seen) == 1 and seen[0] is not None  # committed before the first byte of the response

@@ -16,7 +16,6 @@ its names (``plan``, the targets) are torch-free.
 from __future__ import annotations
 
 import time
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -210,8 +209,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
     total = len(steps) * len(plan)
     finished = 0  # results written or found stored
     started = time.monotonic()
-    written = 0
-
+    written = 0  # results written by this attempt (the rate for the ETA)
     reported = -1  # the last "done" sent
 
     def progress() -> None:

@@ -15,7 +15,7 @@ pattern so that ``hook_attn_scores`` and ``hook_pattern`` can be read or replace
 runs whenever a hook is attached to either site, or when ``model.explicit`` is set.
 
 ``qk_scale`` multiplies every query (so every attention logit) by a number the trainer may raise
-during training (``TrainSpec.qk_scale``, the fast presets' sharpening ramp). It is a
+during training (``TrainSpec.qk_scale``: an optional sharpening ramp, off in every preset). It is a
 reparametrisation, not a new kind of model: :meth:`Transformer.folded_state_dict` multiplies it into
 ``W_Q``, and every saved set of weights is folded, so a checkpoint always loads into a plain model
 with ``qk_scale = 1``.

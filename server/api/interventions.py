@@ -48,7 +48,8 @@ def list_interventions(run_id: RunId, access: Annotated[Access, Depends(get_acce
         raise HTTPException(status_code=404, detail=f"no run {run_id}")
     rows = results.list_results(session, run_id=run_id)
     summary = run_summary(session, run)
-    recent = [{"id": job.id, "status": job.status, "progress": job.progress or {}, "error": job.error,
+    recent = [{"id": job.id, "status": job.status, "progress": job.progress or {},
+               "error": None if access.readonly else job.error,  # a failure's text stays with the owner
                "spec": (job.payload or {}).get("spec", {})}
               for job in jobs.intervention_jobs(session, run_id=run_id)]
     return {"run_id": run_id, **results.for_charts(rows), "heads": summary.get("heads", {}),

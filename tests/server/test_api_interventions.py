@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.db import crud, shares
+from core.db import crud, jobs, shares
 from core.db.session import make_engine, session_scope
 
 
@@ -48,9 +48,17 @@ def test_share_links_read_but_never_launch(app_client, trained_run, served_url):
     try:
         with session_scope(engine) as session:
             _, token = shares.create(session, kind="run", target={"run_ids": [trained_run]})
+            failed = jobs.submit_intervention_job(session, run_id=trained_run, spec={"kind": "ablate"})
+            failed.status, failed.error = "FAILED", "Traceback ... /srv/secret/path.py"
+            failed_id = failed.id
     finally:
         engine.dispose()
-    assert app_client.get(f"/s/{token}/api/runs/{trained_run}/interventions").status_code == 200
+    shared = app_client.get(f"/s/{token}/api/runs/{trained_run}/interventions")
+    assert shared.status_code == 200
+    (seen,) = [j for j in shared.json()["jobs"] if j["id"] == failed_id]
+    assert seen["status"] == "FAILED" and seen["error"] is None  # a failure's text stays with the owner
+    (own,) = [j for j in app_client.get(f"/api/runs/{trained_run}/interventions").json()["jobs"] if j["id"] == failed_id]
+    assert own["error"].startswith("Traceback")
     assert app_client.get(f"/s/{token}/api/runs/{trained_run + 1000}/interventions").status_code == 404
     posted = app_client.post(f"/s/{token}/api/runs/{trained_run}/interventions", json={"kind": "ablate"})
     assert posted.status_code in (403, 404, 405)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 ADMIN_URL = os.environ.get("CIRCUITBOARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -80,6 +80,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[URL]:
 def sqlite_url(tmp_path: Path) -> URL:
     """URL of an empty SQLite file (for SQLite-only behaviour)."""
     return make_url(f"sqlite:///{tmp_path / 'circuitboard.db'}")
+
+
+@pytest.fixture
+def engine(db_url: URL) -> Iterator[Engine]:
+    """An engine on ``db_url`` (SQLite and PostgreSQL), migrated to head."""
+    from core.db.session import make_engine, upgrade
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: URL) -> Iterator[Engine]:
+    """An engine on an SQLite file migrated to head (for what only needs showing once)."""
+    from core.db.session import make_engine, upgrade
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

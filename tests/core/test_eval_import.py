@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.db import crud
-from core.db.session import make_engine, session_scope, upgrade
+from core.db.session import session_scope
 from core.eval_import import EvalCsvError, import_eval_csv, parse
 from core.summary import summarize
 
@@ -45,18 +45,12 @@ def test_bad_files_are_refused():
         parse("timestamp,acc_len_1_train\n0,1,2\n")
 
 
-def test_import_into_a_run_reads_like_a_trained_one(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        with session_scope(engine) as session:
-            run_id = crud.create_run(session, spec={"problem": "polynomial"}, name="authors").id
-            import_eval_csv(session, run_id=run_id, text=eval_csv({0: 0.0, 10: 0.5, 20: 0.97}))
-            summary = summarize(crud.get_metrics(session, run_id=run_id))
-            with pytest.raises(crud.RunNotFound):
-                import_eval_csv(session, run_id=run_id + 1, text=eval_csv({0: 0.0}))
-    finally:
-        engine.dispose()
+def test_import_into_a_run_reads_like_a_trained_one(sqlite_engine):
+    with session_scope(sqlite_engine) as session:
+        run_id = crud.create_run(session, spec={"problem": "polynomial"}, name="authors").id
+        import_eval_csv(session, run_id=run_id, text=eval_csv({0: 0.0, 10: 0.5, 20: 0.97}))
+        summary = summarize(crud.get_metrics(session, run_id=run_id))
+        with pytest.raises(crud.RunNotFound):
+            import_eval_csv(session, run_id=run_id + 1, text=eval_csv({0: 0.0}))
     assert summary["accuracy"]["test"]["seq_acc"] == 0.97 and summary["accuracy"]["test"]["step"] == 1280
     assert summary["heads"]["iteration"]["label"] == "L1H0" and summary["heads"]["iteration"]["emerged_step"] == 1280

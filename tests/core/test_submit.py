@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from core.db import jobs
-from core.db.session import make_engine, session_scope, upgrade
+from core.db.session import session_scope
 from core.settings import Settings
 from core.specs import RunSpec
 from core.submit import dispatch, submit_run
@@ -16,11 +16,8 @@ from tests.worker.support import FAST
 
 
 @pytest.fixture
-def engine(sqlite_url):
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
-    yield engine
-    engine.dispose()
+def engine(sqlite_engine):
+    return sqlite_engine  # SQLite is enough here
 
 
 def test_a_resend_returns_the_runs_train_job_even_after_an_intervention(engine):

@@ -161,23 +161,17 @@ def test_causal_verdict_without_results_is_correlational_only():
     assert "peaky_thres" in out["text"] and "accuracy" not in out["text"]
 
 
-def test_run_summary_is_the_stored_one_else_derived_from_every_metric(tmp_path):
+def test_run_summary_is_the_stored_one_else_derived_from_every_metric(sqlite_engine):
     """While a run trains it has no stored summary: the derived one has its accuracy as well as its heads."""
     from core.db import crud
-    from core.db.session import make_engine, session_scope, upgrade
+    from core.db.session import session_scope
     from core.summary import run_summary
 
-    url = f"sqlite:///{tmp_path / 'summary.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    try:
-        with session_scope(engine) as session:
-            run = crud.create_run(session, spec={"problem": "parity"}, name="training")
-            crud.upsert_metrics(session, run_id=run.id, rows=base_rows())
-            derived = run_summary(session, run)
-            assert derived == summarize(base_rows())
-            assert derived["accuracy"]["test"]["seq_acc"] == 0.75 and "iteration" in derived["heads"]
-            crud.update_run(session, run_id=run.id, summary={"verdict": "stored when it finished"})
-            assert run_summary(session, run) == {"verdict": "stored when it finished"}
-    finally:
-        engine.dispose()
+    with session_scope(sqlite_engine) as session:
+        run = crud.create_run(session, spec={"problem": "parity"}, name="training")
+        crud.upsert_metrics(session, run_id=run.id, rows=base_rows())
+        derived = run_summary(session, run)
+        assert derived == summarize(base_rows())
+        assert derived["accuracy"]["test"]["seq_acc"] == 0.75 and "iteration" in derived["heads"]
+        crud.update_run(session, run_id=run.id, summary={"verdict": "stored when it finished"})
+        assert run_summary(session, run) == {"verdict": "stored when it finished"}

@@ -11,21 +11,13 @@ from sqlalchemy import select
 
 from core.db import crud, jobs
 from core.db.models import Run, Status, Sweep
-from core.db.session import make_engine, session_scope, upgrade
+from core.db.session import session_scope
 from core.specs import MAX_SWEEP_CELLS, SpecError, SweepSpec, cell_label
 from core.sweeps import SweepError, create_sweep, expand_sweep, sweep_cells
 from tests.worker.support import FAST
 
 TINY = {"preset": "fast-parity", "overrides": {**FAST, "warmup_steps": 0},
         "axes": {"d_model": [16, 32], "max_len": [2, 3]}}
-
-
-@pytest.fixture
-def engine(db_url):
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 # ---------------------------------------------------------------- SweepSpec

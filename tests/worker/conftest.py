@@ -1,9 +1,9 @@
 """Fixtures for the job tests: real databases and real worker processes (see support.py).
 
 ``db_url`` (tests/conftest.py) is parametrised over SQLite and PostgreSQL (a schema of its own in
-the session's database; skipped when the server is unreachable, unless CI=true). ``engine`` is
-that database, migrated. ``workers`` starts local workers and fails the test if any process they
-made is left behind.
+the session's database; skipped when the server is unreachable, unless CI=true); ``engine`` and
+``sqlite_engine`` (tests/conftest.py) are such databases, migrated. ``workers`` starts local
+workers and fails the test if any process they made is left behind.
 """
 
 from __future__ import annotations
@@ -12,28 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
-
-from tests.worker.support import RedisServer, Workers, migrated
-
-
-# ---------------------------------------------------------------- databases
-
-
-@pytest.fixture
-def sqlite_engine(sqlite_url: URL) -> Iterator[Engine]:
-    """For what only SQLite shows (or only needs showing once)."""
-    engine = migrated(sqlite_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def engine(db_url: URL) -> Iterator[Engine]:
-    engine = migrated(db_url)
-    yield engine
-    engine.dispose()
+from tests.worker.support import RedisServer, Workers
 
 
 @pytest.fixture

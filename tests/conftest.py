@@ -82,26 +82,31 @@ def sqlite_url(tmp_path: Path) -> URL:
     return make_url(f"sqlite:///{tmp_path / 'circuitboard.db'}")
 
 
-@pytest.fixture
-def engine(db_url: URL) -> Iterator[Engine]:
-    """An engine on ``db_url`` (SQLite and PostgreSQL), migrated to head."""
+@contextmanager
+def migrated(url: URL) -> Iterator[Engine]:
+    """An engine on ``url``, migrated to head, disposed on exit."""
     from core.db.session import make_engine, upgrade
 
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(db_url: URL) -> Iterator[Engine]:
+    """``db_url`` (SQLite and PostgreSQL), migrated."""
+    with migrated(db_url) as engine:
+        yield engine
 
 
 @pytest.fixture
 def sqlite_engine(sqlite_url: URL) -> Iterator[Engine]:
-    """An engine on an SQLite file migrated to head (for what only needs showing once)."""
-    from core.db.session import make_engine, upgrade
-
-    upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
-    yield engine
-    engine.dispose()
+    """An SQLite file, migrated (for what only needs showing once)."""
+    with migrated(sqlite_url) as engine:
+        yield engine
 
 
 @pytest.fixture

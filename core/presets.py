@@ -43,6 +43,7 @@ def _paper(problem: str) -> dict[str, Any]:
         "norm": "paper",
         "bias": False,
         "dropout": 0.1,
+        "pos_init_std": 1.0,  # PyTorch's N(0, 1) table
         # training: Adam 3e-4 constant, batch 256 sorted by length, loss on all targets after EoI,
         # 1000 epochs of 64 steps; scores every 10 epochs as the authors log them
         "optimizer": "adam",

@@ -122,6 +122,7 @@ class ModelSpec(_Spec):
     norm: Literal["paper", "pre"] = "paper"  # "paper": the stream itself is normalised before attention
     bias: bool = False
     dropout: float = Field(0.1, ge=0.0, le=0.9)  # on the embeddings only
+    pos_init_std: float = Field(1.0, gt=0.0, le=10.0)  # std of the positional table at init (PyTorch's: 1)
 
     @field_validator("d_model")
     @classmethod
@@ -143,6 +144,13 @@ class ModelSpec(_Spec):
         d_model, n_heads = info.data.get("d_model"), info.data.get("n_heads")
         if value == "rope" and d_model and n_heads and (d_model // n_heads) % 2:
             raise ValueError("rope needs an even d_head (d_model / n_heads)")
+        return value
+
+    @field_validator("pos_init_std")
+    @classmethod
+    def _needs_a_table(cls, value: float, info: ValidationInfo) -> float:
+        if value != 1.0 and info.data.get("pos_encoding") in ("rope", "none"):
+            raise ValueError("applies to a positional table: pos_encoding learned or frozen")
         return value
 
     @property

@@ -84,12 +84,15 @@ def teacher_forced(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: s
         mask = torch.from_numpy(supervised_mask(lengths[rows], width, loss_on)[:, :w - 1]).to(device)
         inputs = batch[:, :-1]  # [n, w-1]
         if hooks_for is None:
-            pred = model(inputs).argmax(dim=-1)  # [n, w-1]
-        else:
+            first = length + 1  # target j predicts token j+1: the first supervised one is y_1's, at EoI
+            pred = model(inputs, first_output=first).argmax(dim=-1)  # [n, w-1-first]
+            targets, mask = batch[:, 1 + first:], mask[:, first:]  # [n, w-1-first], nothing scored dropped
+        else:  # an intervention may read or write any position: the whole pass
             with hooks(model, hooks_for(length, inputs)):
                 pred = model(inputs).argmax(dim=-1)  # [n, w-1]
-        right = (pred == batch[:, 1:]) | ~mask  # [n, w-1], unsupervised targets count as right
-        acc.add(length, int(right.all(dim=1).sum()), int(((pred == batch[:, 1:]) & mask).sum()),
+            targets = batch[:, 1:]
+        right = (pred == targets) | ~mask  # unsupervised targets count as right
+        acc.add(length, int(right.all(dim=1).sum()), int(((pred == targets) & mask).sum()),
                 int(mask.sum()), len(rows))
     return acc
 
@@ -107,7 +110,8 @@ def generated(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: str,
         out = truth.clone()
         eoi = length + 1
         for position in range(eoi, w - 1):  # predict token position+1 from out[:, :position+1]
-            out[:, position + 1] = model(out[:, :position + 1])[:, -1].argmax(dim=-1)
+            logits = model(out[:, :position + 1], first_output=position)  # [n, 1, d_vocab]: the last only
+            out[:, position + 1] = logits[:, -1].argmax(dim=-1)
         seq_right += int((out == truth).all(dim=1).sum())
         answer_right += int((out[:, 2 * length + 1] == truth[:, 2 * length + 1]).sum())
         total += len(rows)

@@ -41,7 +41,7 @@ def test_paper_presets_write_every_paper_value_out(name):
     """A changed default must not change the paper's setting."""
     pinned = {"problem", "min_len", "max_len", "test_max_len", "n_train_per_len", "n_test_per_len",
               "n_layers", "n_heads", "d_model", "d_mlp", "pos_encoding", "norm", "bias", "dropout",
-              "optimizer", "weight_decay", "lr", "schedule", "warmup_steps", "batch_size", "shuffle",
+              "pos_init_std", "optimizer", "weight_decay", "lr", "schedule", "warmup_steps", "batch_size", "shuffle",
               "loss_on", "steps", "eval_every", "snapshot_every", "checkpoint_every"}
     assert pinned <= set(get_preset(name))
 

@@ -76,6 +76,7 @@ def test_missing_problem_is_required():
         ({"steps": 100, "warmup_steps": 101}, "warmup_steps", "<= steps (100)"),
         ({"qk_scale_from": 500, "qk_scale_until": 400}, "qk_scale_until", ">= qk_scale_from (500)"),
         ({"pos_encoding": "rope", "d_model": 12, "n_heads": 4}, "pos_encoding", "even d_head"),
+        ({"pos_encoding": "rope", "pos_init_std": 0.1}, "pos_init_std", "pos_encoding learned or frozen"),
         ({"trainable": "mlp2", "n_layers": 1}, "trainable", "below n_layers (1)"),
         ({"trainable": "blocks.2.attn"}, "trainable", "below n_layers (2)"),
         ({"trainable": "blocks.1.mlpp"}, "trainable", "a block holds"),

@@ -27,7 +27,8 @@ class Oracle(nn.Module):
         self.problem, self.width, self.wrong = get_problem(problem), width, wrong or {}
         self.calls = 0
 
-    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
+    def forward(self, prefix: torch.Tensor, first_output: int = 0) -> torch.Tensor:
+        """Logits of positions first_output..T-1, as Transformer.forward returns them."""
         self.calls += 1
         n, T = prefix.shape
         logits = torch.zeros(n, T, tokens.VOCAB_SIZE)
@@ -42,7 +43,7 @@ class Oracle(nn.Module):
                 if j < T:
                     nxt[j] = (nxt[j] + 1) % tokens.VOCAB_SIZE
             logits[i, torch.arange(T), torch.from_numpy(nxt.astype(np.int64))] = 1.0
-        return logits
+        return logits[:, first_output:]
 
 
 @pytest.fixture(scope="module")

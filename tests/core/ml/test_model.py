@@ -145,6 +145,21 @@ def test_positional_tables():
         assert not any("pos_embed" in name for name, _ in model.named_parameters())
 
 
+@pytest.mark.parametrize("pos", ["learned", "frozen"])
+def test_pos_init_std_scales_the_table_and_moves_nothing_else(pos):
+    def build(std: float) -> Transformer:
+        torch.manual_seed(0)
+        return Transformer(ModelConfig(n_layers=2, n_heads=2, d_model=16, d_mlp=32, n_ctx=N_CTX,
+                                       pos_encoding=pos, pos_init_std=std))
+
+    plain, small = build(1.0).state_dict(), build(0.1).state_dict()
+    torch.testing.assert_close(small["pos_embed.weight"], 0.1 * plain["pos_embed.weight"])
+    assert 0.8 < plain["pos_embed.weight"].std() < 1.2  # PyTorch's N(0, 1), the paper's init
+    for name in plain.keys() - {"pos_embed.weight"}:
+        assert torch.equal(small[name], plain[name]), name
+    assert build(0.1).pos_embed.weight.requires_grad == (pos == "learned")
+
+
 def test_without_positions_a_one_layer_model_is_blind_to_prefix_order():
     """No positional encoding, one layer: the last position sees its prefix as a set."""
 
@@ -222,3 +237,17 @@ def test_qk_scale_sharpens_attention_and_folds_into_a_plain_model(norm, pos):
     folded_w = model.folded_state_dict()["blocks.0.attn.qkv.weight"]
     torch.testing.assert_close(folded_w[:16], 4.0 * live[:16])  # W_Q rows scaled
     assert torch.equal(folded_w[16:], live[16:])  # W_K, W_V as they are
+
+
+def test_embedding_dropout_zeroes_a_share_p_and_keeps_the_mean():
+    from core.ml.model import EmbeddingDropout
+
+    drop = EmbeddingDropout(0.1).train()
+    torch.manual_seed(0)
+    h = torch.ones(256, 34, 128)
+    out = drop(h)
+    zeroed = (out == 0).float().mean().item()
+    assert abs(zeroed - 0.1) < 0.005  # 1.1M entries: the share is 0.1 to within a few 1e-4
+    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.9))
+    assert abs(out.mean().item() - 1.0) < 0.01  # inverted dropout keeps the expectation
+    assert drop.eval()(h) is h and EmbeddingDropout(0.0).train()(h) is h

@@ -38,6 +38,14 @@ from torch.utils.data import DataLoader, Dataset
 EOI = 62
 
 
+def after_eoi(targets: torch.Tensor) -> torch.Tensor:
+    """Their loss mask, [B, W-1] bool: targets strictly after EoI, from a cumulative sum over EoI."""
+    at_eoi = targets == EOI
+    mask = at_eoi.cumsum(dim=1)
+    mask[at_eoi] = 0
+    return mask.to(dtype=torch.bool)
+
+
 class _Norm(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()
@@ -123,10 +131,7 @@ class ReferenceStep:
     def step(self) -> float:
         sequence = self._next_batch().to(dtype=torch.long)  # [B, W]
         inputs, targets = sequence[:, :-1], sequence[:, 1:]  # [B, W-1] each
-        at_eoi = targets == EOI
-        mask = at_eoi.cumsum(dim=1)
-        mask[at_eoi] = 0
-        mask = mask.to(dtype=torch.bool)  # targets strictly after EoI
+        mask = after_eoi(targets)  # [B, W-1]
         logits = self.model(inputs)  # [B, W-1, d_vocab]
         loss = F.cross_entropy(logits[mask].view(-1, logits.shape[-1]), targets[mask].reshape(-1))
         self.optimizer.zero_grad()
@@ -143,10 +148,7 @@ def whole_split_accuracy(model: ReferenceModel, tokens: torch.Tensor) -> float:
     sequence = tokens.to(dtype=torch.long)  # [N, W], all of it at once
     predictions = model(sequence[:, :-1]).argmax(dim=-1)  # [N, W-1]
     targets = sequence[:, 1:]
-    at_eoi = targets == EOI
-    mask = at_eoi.cumsum(dim=1)
-    mask[at_eoi] = 0
-    wrong = (predictions != targets) & mask.bool()
+    wrong = (predictions != targets) & after_eoi(targets)
     model.train()
     return float((~wrong.any(dim=1)).float().mean())
 

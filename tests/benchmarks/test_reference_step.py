@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks.reference_step import ReferenceModel, ReferenceStep  # noqa: E402
+from benchmarks.reference_step import ReferenceModel, ReferenceStep, after_eoi  # noqa: E402
 from core.ml.model import ModelConfig, Transformer  # noqa: E402
 from core.presets import get_preset  # noqa: E402
 from core.problems import build_dataset, supervised_mask  # noqa: E402
@@ -41,12 +41,8 @@ def test_the_reference_loss_mask_is_the_paper_objective():
     spec = apply_overrides(get_preset("paper-polynomial"), {})
     data = build_dataset(spec.problem)
     tokens = torch.from_numpy(data.train_tokens[:512]).long()  # [512, W], lengths 1 and 2
-    targets = tokens[:, 1:]
-    at_eoi = targets == 62
-    mask = at_eoi.cumsum(dim=1)
-    mask[at_eoi] = 0
     ours = torch.from_numpy(supervised_mask(data.train_lengths[:512], data.width, "all"))
-    assert torch.equal(mask.bool(), ours)
+    assert torch.equal(after_eoi(tokens[:, 1:]), ours)
 
 
 def test_a_reference_step_trains_on_length_sorted_batches_and_cycles_epochs():

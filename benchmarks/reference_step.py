@@ -1,6 +1,6 @@
 """The authors' training step, rebuilt op for op as a timing baseline (not a model to use).
 
-    python benchmarks/reference_step.py [--epochs 10]   # their whole command: data, eval, train, eval
+    python benchmarks/reference_step.py [--epochs 10] [--device cuda]   # their whole command: data, eval, train, eval
 
 As a script it runs what the reference's 10-epoch command does, so ``/usr/bin/time -v`` can compare
 it back to back with ``circuitboard train --preset paper-polynomial --set steps=640``: build the
@@ -110,9 +110,11 @@ class _Rows(Dataset):
 class ReferenceStep:
     """Their loop, one batch at a time: ``step()`` takes the next batch (cycling epochs) and trains."""
 
-    def __init__(self, train_tokens: torch.Tensor, *, batch_size: int = 256, lr: float = 3e-4, seed: int = 0) -> None:
+    def __init__(self, train_tokens: torch.Tensor, *, batch_size: int = 256, lr: float = 3e-4, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         torch.manual_seed(seed)
-        self.model = ReferenceModel()
+        self.device = torch.device(device)
+        self.model = ReferenceModel().to(self.device)
         self.model.train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.loader = DataLoader(_Rows(train_tokens), batch_size=batch_size)  # length-sorted, unshuffled
@@ -129,7 +131,7 @@ class ReferenceStep:
             return next(self._batches)
 
     def step(self) -> float:
-        sequence = self._next_batch().to(dtype=torch.long)  # [B, W]
+        sequence = self._next_batch().to(device=self.device, dtype=torch.long)  # [B, W], each batch moved as theirs
         inputs, targets = sequence[:, :-1], sequence[:, 1:]  # [B, W-1] each
         mask = after_eoi(targets)  # [B, W-1]
         logits = self.model(inputs)  # [B, W-1, d_vocab]
@@ -145,7 +147,7 @@ def whole_split_accuracy(model: ReferenceModel, tokens: torch.Tensor) -> float:
     """Their evaluation: one forward pass over the whole split, a sequence right iff every target
     after EoI is."""
     model.eval()
-    sequence = tokens.to(dtype=torch.long)  # [N, W], all of it at once
+    sequence = tokens.to(device=next(model.parameters()).device, dtype=torch.long)  # [N, W], all of it at once
     predictions = model(sequence[:, :-1]).argmax(dim=-1)  # [N, W-1]
     targets = sequence[:, 1:]
     wrong = (predictions != targets) & after_eoi(targets)
@@ -161,16 +163,19 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="the reference's command, rebuilt: eval, train, eval")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     start = time.perf_counter()
     data = build_dataset(apply_overrides(get_preset("paper-polynomial"), {}).problem)
     train_tokens, test_tokens = (torch.from_numpy(data.split(name)[0]) for name in ("train", "test"))
-    runner = ReferenceStep(train_tokens)
+    runner = ReferenceStep(train_tokens, device=args.device)
     evaluations = [(whole_split_accuracy(runner.model, train_tokens), whole_split_accuracy(runner.model, test_tokens))]
     steps = args.epochs * len(runner.loader)
     for _ in range(steps):
         runner.step()
     evaluations.append((whole_split_accuracy(runner.model, train_tokens), whole_split_accuracy(runner.model, test_tokens)))
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize(runner.device)
     print(f"{steps} steps; accuracy (train, test) at epoch 0 {evaluations[0]}, at epoch {args.epochs} "
           f"{evaluations[1]}; {time.perf_counter() - start:.1f} s after imports")
 

@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps (after 5 warm-up steps)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--reference", action="store_true", help="also time the authors' step, interleaved (CPU)")
+    parser.add_argument("--reference", action="store_true", help="also time the authors' step, interleaved, on the same device")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,7 +108,7 @@ def main() -> None:
     for i in range(1, 6):
         step(i)
     square_before = matmul_gflops([(2048, 2048, 2048)], device, repeats=5)
-    reference = ReferenceStep(tokens_all.cpu()) if args.reference else None
+    reference = ReferenceStep(tokens_all.cpu(), device=device) if args.reference else None
     if reference is not None:
         for _ in range(5):
             reference.step()

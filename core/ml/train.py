@@ -225,7 +225,7 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
     optimizer = make_optimizer(select_trainable(model, t.trainable_modules), t)
     start = 0
     if resume is not None:
-        state = checkpoints.from_bytes(resume, map_location=device)
+        state = checkpoints.from_bytes(resume)  # on the cpu: the random states must stay there; loading moves the rest
         model.load_state_dict(state.get("train_model", state["model"]))  # unfolded while sharpening
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]

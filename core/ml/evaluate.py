@@ -100,22 +100,38 @@ def teacher_forced(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: s
 @torch.no_grad()
 def generated(model, tokens: np.ndarray, lengths: np.ndarray, *, loss_on: str,
               device: torch.device, per_length: int = 64, chunk: int = 256) -> dict[str, float]:
-    """Greedy decoding from the prompt on up to ``per_length`` rows per length."""
+    """Greedy decoding from the prompt on up to ``per_length`` rows per length.
+
+    Rows of every length share a chunk (sorted by length), so there is one forward pass per
+    position for the whole chunk rather than one per position and length: at each position a row
+    still in its prompt keeps its true next token, and a row past its EoI takes the model's. A
+    row is scored on its own width (``forward_width``); what a shorter row decodes after it is
+    never read, and causal attention keeps it from reaching back."""
     model.eval()
     width = tokens.shape[1]
-    seq_right = answer_right = total = 0
-    for length, rows in _length_chunks(lengths, chunk, limit=per_length):
-        w = forward_width(length, width, loss_on)
-        truth = torch.from_numpy(tokens[rows, :w]).to(device=device, dtype=torch.long)  # [n, w]
+    chosen = np.concatenate([np.flatnonzero(lengths == length)[:per_length] for length in np.unique(lengths)])  # by length
+    seq_right = answer_right = 0
+    for start in range(0, len(chosen), chunk):
+        rows = chosen[start:start + chunk]
+        n = torch.from_numpy(lengths[rows].astype(np.int64)).to(device)  # [c]
+        own_width = torch.tensor([forward_width(int(length), width, loss_on) for length in lengths[rows]], device=device)
+        w = int(own_width.max())
+        truth = torch.from_numpy(tokens[rows, :w]).to(device=device, dtype=torch.long)  # [c, w]
         out = truth.clone()
-        eoi = length + 1
-        for position in range(eoi, w - 1):  # predict token position+1 from out[:, :position+1]
-            logits = model(out[:, :position + 1], first_output=position)  # [n, 1, d_vocab]: the last only
-            out[:, position + 1] = logits[:, -1].argmax(dim=-1)
-        seq_right += int((out == truth).all(dim=1).sum())
-        answer_right += int((out[:, 2 * length + 1] == truth[:, 2 * length + 1]).sum())
-        total += len(rows)
-    return {"gen_acc": seq_right / total, "gen_answer_acc": answer_right / total}
+        eoi = n + 1  # [c], the EoI position
+        first = int(eoi.min())
+        cache = model.new_cache()
+        new = out[:, :first + 1]  # [c, first + 1]: the prompt every row shares, then one token a step
+        for position in range(first, w - 1):  # predict token position+1 from out[:, :position+1]
+            logits = model(new, first_output=new.shape[1] - 1, cache=cache)[:, -1]  # [c, d_vocab]
+            decoding = eoi <= position  # [c]: rows past their prompt
+            out[:, position + 1] = torch.where(decoding, logits.argmax(dim=-1), truth[:, position + 1])
+            new = out[:, position + 1:position + 2]  # [c, 1]
+        scored = torch.arange(w, device=device) < own_width[:, None]  # [c, w]
+        seq_right += int(((out == truth) | ~scored).all(dim=1).sum())
+        answer = (2 * n + 1)[:, None]  # [c, 1], y_L's position
+        answer_right += int((out.gather(1, answer) == truth.gather(1, answer)).sum())
+    return {"gen_acc": seq_right / len(chosen), "gen_answer_acc": answer_right / len(chosen)}
 
 
 @torch.no_grad()

@@ -88,6 +88,41 @@ def causal_mask(n_queries: int, n_keys: int, device) -> torch.Tensor:
     return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(diagonal=offset)
 
 
+class LayerCache:
+    """One layer's keys and values [B, H, T, d_head] of the positions already run (see KVCache)."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new positions' keys and values; return every position's."""
+        if self.k is not None:
+            k, v = torch.cat([self.k, k], dim=-2), torch.cat([self.v, v], dim=-2)  # [B, H, T_past + T, d_head]
+        self.k, self.v = k, v
+        return k, v
+
+
+class KVCache:
+    """Keys and values of every layer for the positions a decoder has already run.
+
+    ``model(new_tokens, cache=cache)`` runs only the new positions, placed after the cached ones:
+    their queries see the cached keys, and their own keys and values are appended. Greedy decoding
+    then costs one position per generated token instead of a pass over the whole prefix, and gives
+    the same logits (a test checks it)."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.layers = [LayerCache() for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -107,13 +142,15 @@ class Attention(nn.Module):
         self.explicit = False
         self.qk_scale = 1.0  # multiplies the queries; folded into W_Q whenever weights are saved
 
-    def forward(self, x: torch.Tensor, first_query: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, first_query: int = 0, past: LayerCache | None = None) -> torch.Tensor:
         """x [B, T, d_model] -> [B, T - first_query, d_model]: the outputs of queries first_query..T-1.
 
         Keys and values always cover every position; ``first_query > 0`` skips the query-side work of
         positions whose output nobody reads (the trainer's last block, before the first scored target).
+        ``past``: x holds the positions after those cached there, which its queries also see.
         """
         B, T, _ = x.shape
+        start = 0 if past is None else past.length  # x's first position
         H, d_head, d = self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model
         Tq = T - first_query
         if first_query == 0:
@@ -127,14 +164,16 @@ class Attention(nn.Module):
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, Tq | T, d_head]
         if self.cfg.pos_encoding == "rope":
-            q = rotate(q, self.rope_cos[first_query:T], self.rope_sin[first_query:T])
-            k = rotate(k, self.rope_cos[:T], self.rope_sin[:T])
+            q = rotate(q, self.rope_cos[start + first_query:start + T], self.rope_sin[start + first_query:start + T])
+            k = rotate(k, self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+        if past is not None:
+            k, v = past.extend(k, v)  # [B, H, start + T, d_head]
         if self.explicit or self.hook_attn_scores.fns or self.hook_pattern.fns:
             z = self._explicit(q, k, v)  # [B, H, Tq, d_head]
-        elif first_query == 0:
+        elif Tq == k.shape[-2]:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, T, d_head]
         else:
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(Tq, T, x.device))
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(Tq, k.shape[-2], x.device))
         z = self.hook_z(z.transpose(1, 2))  # [B, Tq, H, d_head]
         return self.out(z.reshape(B, Tq, H * d_head))  # [B, Tq, d_model]
 
@@ -173,14 +212,14 @@ class Block(nn.Module):
         self.hook_mlp_out = HookPoint()  # [B, T, d_model]
         self.hook_resid_post = HookPoint()  # [B, T, d_model]
 
-    def forward(self, h: torch.Tensor, first_query: int = 0) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, first_query: int = 0, past: LayerCache | None = None) -> torch.Tensor:
         """h [B, T, d_model] -> [B, T - first_query, d_model] (see Attention.forward)."""
         h = self.hook_resid_pre(h)
         if self.paper_norm:
             h = self.ln1(h)  # the stream itself is normalised (PAPER.md's quirk)
-            attn_out = self.attn(h, first_query)
+            attn_out = self.attn(h, first_query, past)
         else:
-            attn_out = self.attn(self.ln1(h), first_query)
+            attn_out = self.attn(self.ln1(h), first_query, past)
         h = self.hook_resid_mid(h[:, first_query:] + self.hook_attn_out(attn_out))
         return self.hook_resid_post(h + self.hook_mlp_out(self.mlp(self.ln2(h))))
 
@@ -262,24 +301,31 @@ class Transformer(nn.Module):
                     state[key] = folded
         return state
 
-    def forward(self, tokens: torch.Tensor, first_output: int = 0) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, first_output: int = 0, cache: KVCache | None = None) -> torch.Tensor:
         """tokens [B, T] -> logits [B, T - first_output, d_vocab] for positions first_output..T-1.
 
         Training asks only for the positions it scores; the last block then skips the query-side
         work (attention queries, W_O, MLP, unembedding) of every earlier position. The logits it
-        returns are exactly those of the full pass at the same positions.
+        returns are exactly those of the full pass at the same positions. With a ``cache``, tokens
+        are the positions after the cached ones (decoding; positions count from the cache's start).
         """
+        start = 0 if cache is None else cache.length
         T = tokens.shape[1]
-        if T > self.cfg.n_ctx:
-            raise ValueError(f"sequence of {T} positions exceeds n_ctx={self.cfg.n_ctx}")
+        if start + T > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {start + T} positions exceeds n_ctx={self.cfg.n_ctx}")
         h = self.hook_embed(self.embed(tokens))  # [B, T, d_model]
         if self.cfg.pos_encoding in ("learned", "frozen"):
-            h = h + self.hook_pos_embed(self.pos_embed.weight[:T])  # [T, d_model] broadcast
+            h = h + self.hook_pos_embed(self.pos_embed.weight[start:start + T])  # [T, d_model] broadcast
         h = self.dropout(h)
         for layer, block in enumerate(self.blocks):
             last = layer == len(self.blocks) - 1
-            h = block(h, first_output if last else 0)  # [B, T | T - first_output, d_model]
+            past = None if cache is None else cache.layers[layer]
+            h = block(h, first_output if last else 0, past)  # [B, T | T - first_output, d_model]
         return self.unembed(self.ln_final(h))  # [B, T - first_output, d_vocab]
+
+    def new_cache(self) -> KVCache:
+        """An empty cache for decoding (see ``forward``)."""
+        return KVCache(self.cfg.n_layers)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

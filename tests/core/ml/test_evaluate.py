@@ -27,12 +27,22 @@ class Oracle(nn.Module):
         self.problem, self.width, self.wrong = get_problem(problem), width, wrong or {}
         self.calls = 0
 
-    def forward(self, prefix: torch.Tensor, first_output: int = 0) -> torch.Tensor:
-        """Logits of positions first_output..T-1, as Transformer.forward returns them."""
+    def new_cache(self) -> dict:
+        return {"prefix": None}
+
+    def forward(self, prefix: torch.Tensor, first_output: int = 0, cache: dict | None = None) -> torch.Tensor:
+        """Logits of positions first_output..T-1, as Transformer.forward returns them; with a
+        ``cache``, prefix holds the positions after those it saw before (their logits only)."""
         self.calls += 1
+        if cache is not None:
+            seen = cache["prefix"]
+            first_output += 0 if seen is None else seen.shape[1]
+            prefix = cache["prefix"] = prefix if seen is None else torch.cat([seen, prefix], dim=1)
         n, T = prefix.shape
         logits = torch.zeros(n, T, tokens.VOCAB_SIZE)
         for i, row in enumerate(prefix.numpy()):
+            if tokens.EOI not in row:
+                continue  # still in its prompt: no prediction (a decoder must not read one here)
             eoi = int(np.flatnonzero(row == tokens.EOI)[0])
             length = eoi - 1
             x = row[1:eoi][None, :]
@@ -126,6 +136,18 @@ def test_generation_of_a_perfect_model_is_perfect_and_a_wrong_answer_is_seen(dat
                     loss_on="all", device=CPU)
     assert out["gen_acc"] == pytest.approx(0.75)
     assert out["gen_answer_acc"] == pytest.approx(0.75)
+
+
+def test_generation_decodes_every_length_in_one_pass_per_position(data):
+    toks, lengths = data.split("test")  # lengths 1..4, 6 rows each: one chunk
+    oracle = Oracle("polynomial", data.width, wrong={1: {2}})  # y_1 wrong for L = 1: the prompt rows of L > 1 must not take it
+    out = generated(oracle, toks, lengths, loss_on="all", device=CPU)
+    assert oracle.calls == data.width - 1 - 2  # positions EoI(L=1)=2 .. width-2, whatever the number of lengths
+    assert out == {"gen_acc": pytest.approx(0.75), "gen_answer_acc": pytest.approx(0.75)}
+    per_length = [generated(oracle, toks[lengths == n], lengths[lengths == n], loss_on="cot", device=CPU)
+                  for n in (1, 2, 3, 4)]
+    together = generated(oracle, toks, lengths, loss_on="cot", device=CPU)
+    assert together["gen_acc"] == pytest.approx(np.mean([o["gen_acc"] for o in per_length]))
 
 
 def test_mean_seq_acc_is_unweighted_over_lengths_in_range():

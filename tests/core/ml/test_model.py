@@ -190,6 +190,29 @@ def test_parameter_count_matches_the_spec_estimate(overrides):
     assert Transformer(ModelConfig.from_spec(spec)).n_params() == count_params(spec)
 
 
+@pytest.mark.parametrize("norm,pos", CONFIGS)
+@pytest.mark.parametrize("explicit", [False, True])
+def test_decoding_with_a_cache_gives_the_full_pass_logits(norm, pos, explicit):
+    model = tiny_model(norm, pos)
+    model.explicit = explicit
+    x = tokens()
+    with torch.no_grad():
+        full = model(x)  # [B, T, d_vocab]
+        cache = model.new_cache()
+        prompt = model(x[:, :4], first_output=2, cache=cache)  # positions 2, 3; every key cached
+        steps = [model(x[:, t:t + 1], cache=cache) for t in range(4, N_CTX)]  # one position each
+    assert cache.length == N_CTX
+    torch.testing.assert_close(torch.cat([prompt, *steps], dim=1), full[:, 2:], atol=1e-5, rtol=0)
+
+
+def test_a_cache_counts_towards_n_ctx():
+    model = tiny_model("paper", "learned")
+    cache = model.new_cache()
+    model(tokens(width=N_CTX - 1), cache=cache)
+    with pytest.raises(ValueError, match=f"{N_CTX + 1} positions exceeds n_ctx"):
+        model(tokens(width=2), cache=cache)
+
+
 def test_n_ctx_overflow_raises():
     model = tiny_model("paper", "learned")
     model(tokens(width=N_CTX))  # exactly n_ctx is fine

@@ -43,7 +43,8 @@ def terminate_workers(admin) -> int:
 
 
 def test_terminated_connections_cost_the_run_nothing(pg_engine, workers, postgres_database):
-    run_id, job_id = new_job(pg_engine, {**SLOW, "steps": 12})
+    spec = {**SLOW, "steps": 50}  # every step evaluated: long enough to cut the connections many times
+    run_id, job_id = new_job(pg_engine, spec)
     worker = workers.start(pg_engine.url, env={"PGAPPNAME": APP})
     wait_for(lambda: run_row(pg_engine, run_id).step >= 2, timeout=40, interval=0.05, what="training to start")
     admin = create_engine(postgres_database, isolation_level="AUTOCOMMIT")
@@ -61,5 +62,5 @@ def test_terminated_connections_cost_the_run_nothing(pg_engine, workers, postgre
     with session_scope(pg_engine, readonly=True) as session:
         assert crud.get_run(session, run_id=run_id).status == "SUCCEEDED"
         steps = [step for key, step, _ in crud.get_metrics(session, run_id=run_id) if key == "test/seq_acc"]
-        assert steps == list(range(13))  # every evaluation recorded once
+        assert steps == list(range(spec["steps"] + 1))  # every evaluation recorded once
     assert workers.stop(worker) == 0

@@ -174,8 +174,6 @@ def main() -> None:
     for _ in range(steps):
         runner.step()
     evaluations.append((whole_split_accuracy(runner.model, train_tokens), whole_split_accuracy(runner.model, test_tokens)))
-    if runner.device.type == "cuda":
-        torch.cuda.synchronize(runner.device)
     print(f"{steps} steps; accuracy (train, test) at epoch 0 {evaluations[0]}, at epoch {args.epochs} "
           f"{evaluations[1]}; {time.perf_counter() - start:.1f} s after imports")
 

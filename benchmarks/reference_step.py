@@ -7,7 +7,7 @@ it back to back with ``circuitboard train --preset paper-polynomial --set steps=
 data, evaluate train and test accuracy with each 16k split as one batch (their evaluation at epoch
 0), train ``--epochs`` epochs of 64 steps, evaluate again.
 
-PAPER.md's reference is the authors' code (facebookresearch/pal, src/cot), whose step we cannot
+The reference (docs/paper.md) is the authors' code (facebookresearch/pal, src/cot), whose step we cannot
 import here. This module performs the same operations in the same order, so that its step can be
 timed in the same process as ours, against the same matmul peak:
 

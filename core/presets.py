@@ -1,10 +1,10 @@
 """Named starting points for a run: flat spec overrides, checked like any other input.
 
-``paper-*`` presets are the paper's setting, exactly (PAPER.md): every value the paper fixes is
+``paper-*`` presets are the paper's setting, exactly (docs/paper.md): every value the paper fixes is
 written out here even where it equals a default, so a changed default never changes them.
 ``fast-*`` presets trade faithfulness for a model that learns in minutes on a laptop CPU: the
 same data, norm and parameter count, with 4 heads per layer, shuffled batches, a higher learning
-rate with warmup and cosine decay, and no dropout (README, "Presets", has the measurements).
+rate with warmup and cosine decay, and no dropout (docs/calibration.md has the measurements).
 
 ``fast-parity-transfer`` is the paper's transfer comparison (parity from scratch vs parity
 fine-tuned from a polynomial checkpoint) as one preset with a finer evaluation grid, so
@@ -61,7 +61,7 @@ def _paper(problem: str) -> dict[str, Any]:
     }
 
 
-_FAST = {  # calibrated on this 2-core CPU; README "Presets" gives the measurements behind each value
+_FAST = {  # calibrated on this 2-core CPU; docs/calibration.md gives the measurements behind each value
     "n_heads": 4,  # same parameters as 1 head; accuracy 0.99 by step 1,000 instead of a plateau near 0.89
     "shuffle": True,  # mixed-length batches: length-sorted ones learn far slower per step
     "lr": 1e-3,

@@ -1,4 +1,4 @@
-"""Queue work: insert the run and its job, commit, then dispatch the job id (DESIGN.md section 4).
+"""Queue work: insert the run and its job, commit, then dispatch the job id (docs/architecture.md, "Data flow").
 
     with session_scope(engine) as session:
         queued = submit_run(session, spec=spec, name="small", preset="fast-parity", key=idempotency_key)

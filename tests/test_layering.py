@@ -1,4 +1,4 @@
-"""The dependency rules of DESIGN.md, checked: the torch-free parts of core never load torch."""
+"""The dependency rules of docs/architecture.md, checked: the torch-free parts of core never load torch."""
 
 import subprocess
 import sys

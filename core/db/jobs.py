@@ -1,7 +1,7 @@
 """The job life cycle: submit, claim, heartbeat, fence, finish, cancel, reap, retry.
 
-A job row is the system of record for one unit of queued work (DESIGN.md sections 4 and 6);
-the queue, when there is one, only ever carries its id. The life cycle::
+A job row is the system of record for one unit of queued work (docs/architecture.md, "Data flow"
+and "Two dispatchers"); the queue, when there is one, only ever carries its id. The life cycle::
 
     submit -> QUEUED --claim--> RUNNING --finish--> SUCCEEDED | FAILED | CANCELLED
                  ^                 |

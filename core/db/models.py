@@ -1,7 +1,7 @@
 """The SQL records of circuitboard: runs, jobs, metrics, probe sets, snapshots, checkpoints,
 sweeps, share links and intervention results.
 
-The database is the system of record (DESIGN.md section 5). Every child table points at
+The database is the system of record (docs/architecture.md, "Storage"). Every child table points at
 `runs` with ON DELETE CASCADE, so deleting a run deletes everything recorded for it.
 
 Conventions used throughout:

@@ -1,7 +1,7 @@
 """Opening the database: engines, session scopes, and schema upgrades.
 
 - `make_engine(url)` builds an engine for SQLite or PostgreSQL with the settings the system
-  relies on (DESIGN.md section 5).
+  relies on (docs/architecture.md, "Storage").
 - `session_scope(engine)` is the unit of work: commit on success, roll back on error.
 - `upgrade(url)` brings the schema to the newest Alembic revision; it is how the schema is
   made (the CLI calls it before serving, tests call it on empty databases).

@@ -2,7 +2,7 @@
 
 For a role (``eoi_locator`` or ``iteration``), a sequence s of input length L and t = 1..L, the
 theory names one expected key per query; a_t(s) is the attention weight the head puts on it.
-Over the probe sequences of one length (PAPER.md, "The circuit and its scores"):
+Over the probe sequences of one length (docs/paper.md, "The circuit and its scores"):
 
 - ``peaky_abs``   = mean of a_t(s): mean attention on the expected key;
 - ``peaky_thres`` = mean of [a_t(s) > 0.5]: the "attention peakiness" of the paper's figures;

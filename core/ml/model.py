@@ -216,7 +216,7 @@ class Block(nn.Module):
         """h [B, T, d_model] -> [B, T - first_query, d_model] (see Attention.forward)."""
         h = self.hook_resid_pre(h)
         if self.paper_norm:
-            h = self.ln1(h)  # the stream itself is normalised (PAPER.md's quirk)
+            h = self.ln1(h)  # the stream itself is normalised (the paper's quirk, docs/paper.md)
             attn_out = self.attn(h, first_query, past)
         else:
             attn_out = self.attn(self.ln1(h), first_query, past)

@@ -1,6 +1,6 @@
 """Polynomial iteration: y_1 = x_1, y_t = (y_{t-1} * x_t + 1) mod 11, inputs uniform on 1..10.
 
-Worked example (PAPER.md): x = 9 9 10 8 gives y = 9 5 7 2, since 9*9+1 = 82 = 5 (mod 11),
+Worked example (docs/paper.md): x = 9 9 10 8 gives y = 9 5 7 2, since 9*9+1 = 82 = 5 (mod 11),
 5*10+1 = 51 = 7 and 7*8+1 = 57 = 2. Input 0 never appears; states take all values 0..10.
 """
 

@@ -1,4 +1,4 @@
-"""Presets: the paper's setting pinned value by value (PAPER.md), and every preset valid."""
+"""Presets: the paper's setting pinned value by value (docs/paper.md), and every preset valid."""
 
 import pytest
 

@@ -164,7 +164,7 @@ def test_flat_round_trip_is_exact():
     assert RunSpec.from_flat(flat).to_flat() == flat
 
 
-DESIGN_KEYS = (  # DESIGN.md section 10: keys other programs rely on
+DESIGN_KEYS = (  # docs/architecture.md, "Interfaces other programs rely on"
     "problem", "min_len", "max_len", "n_train_per_len", "n_test_per_len", "data_mix",
     "n_layers", "n_heads", "d_model", "d_mlp", "pos_encoding", "norm", "bias", "dropout",
     "steps", "batch_size", "lr", "optimizer", "warmup_steps", "schedule", "shuffle", "seed",

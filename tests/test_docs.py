@@ -139,7 +139,7 @@ def test_share_links_are_documented():
 # ---------------------------------------------------------------- links and citations
 
 FILE_PATH = re.compile(r"`((?:core|server|worker|tests|benchmarks|docs|migrations|frontend_templates|\.ci)/"
-                       r"[A-Za-z0-9_./-]*[A-Za-z0-9_])(?:::[A-Za-z0-9_]+)?`")
+                       r"[A-Za-z0-9_./-]*[A-Za-z0-9_]/?)(?:::([A-Za-z0-9_]+))?`")  # a file, a folder/, or file::test
 
 
 def test_links_to_repository_files_resolve():
@@ -154,9 +154,14 @@ def test_links_to_repository_files_resolve():
 
 
 def test_repository_paths_named_in_the_docs_exist():
-    missing = sorted({f"{path.name}: {p}" for path, text in DOCS.items() for p in FILE_PATH.findall(text)
-                      if not (ROOT / p).exists()})
-    assert not missing, missing
+    missing = set()
+    for path, text in DOCS.items():
+        for target, test in FILE_PATH.findall(text):
+            if not (ROOT / target).exists():
+                missing.add(f"{path.name}: {target}")
+            elif test and f"def {test}(" not in (ROOT / target).read_text():
+                missing.add(f"{path.name}: {target}::{test}")
+    assert not missing, sorted(missing)
 
 
 def repository_files() -> list[Path]:

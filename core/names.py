@@ -19,7 +19,8 @@ from typing import NamedTuple
 
 # ---------------------------------------------------------------- problems (core.problems implements them)
 
-PROBLEM_NAMES = ("polynomial", "parity", "binary_copy")
+POLYNOMIAL, PARITY, BINARY_COPY = "polynomial", "parity", "binary_copy"
+PROBLEM_NAMES = (POLYNOMIAL, PARITY, BINARY_COPY)
 MIXTURE_SEPARATOR = "+"  # "parity+polynomial": a mixture; its data_mix is the share of the first
 
 # ---------------------------------------------------------------- modules (the targets of `trainable`)
@@ -144,6 +145,11 @@ def role_of_layer(layer: int) -> str:
 def head_label(layer: int, head: int) -> str:
     """``head_label(1, 0) -> "L1H0"``."""
     return f"L{_index(layer, 'layer')}H{_index(head, 'head')}"
+
+
+def every_head_label(layer: int) -> str:
+    """``every_head_label(0) -> "L0H*"``: every head of a layer, as an intervention target."""
+    return f"L{_index(layer, 'layer')}H*"
 
 
 def parse_head_label(label: str) -> tuple[int, int]:

@@ -139,6 +139,7 @@ def test_head_score_keys_cover_every_head_in_order():
 
 def test_head_labels():
     assert names.head_label(1, 0) == "L1H0"
+    assert names.every_head_label(0) == "L0H*"
     assert names.parse_head_label("L12H3") == (12, 3)
     for bad in ("L1H*", "l1h0", "L1", "H0", "L-1H0", 7):
         with pytest.raises(ValueError, match="head label"):

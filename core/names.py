@@ -239,6 +239,13 @@ CHECKPOINT_KINDS = (CHECKPOINT_RESUME, CHECKPOINT_WEIGHTS)
 
 ABLATE, EDGE, PATTERN, ACTIVATION_PATCH, PROBE = "ablate", "edge", "pattern", "activation_patch", "probe"
 INTERVENTION_KINDS = (ABLATE, EDGE, PATTERN, ACTIVATION_PATCH, PROBE)
+ABLATIONS = ("zero", "mean", "resample")  # ablate's variants: what replaces a head's output
+EDGE_VARIANTS = ("renorm", "raw")  # edge's: the pattern row rescaled to sum to 1, or left short
+PATTERN_VARIANTS = ("ideal", "shift", "run")  # pattern's: the theory's map, shifted, another run's
+PATCH_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")  # activation_patch's (BLOCK_SITES)
+PATCH_METRICS = ("accuracy", "logit_diff")  # what activation patching measures
+PROBE_SITES = (*PATCH_SITES, "mlp_post")  # where a probe reads
+PROBE_TARGETS = ("eoi_position", "length", "t", "y_prev", "x_t")  # probe's variants: what it predicts
 
 
 # ---------------------------------------------------------------- jobs and queues

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from core.causal.kinds import HEAD_PREFIXES
 from core.names import (
     EXPECTED_LAYER,
     GEN_ACC,
@@ -193,7 +194,7 @@ def causal_verdict(summary: dict, results: list[dict]) -> dict:
             used.append((intervention, target, row["step"]))
         lines.append({"text": "; ".join(parts), "role": role, "interventions": used})
     for (intervention, target), row in sorted(latest.items()):
-        if "+" in target and intervention.startswith(("pattern/", "edge/", "ablate/")):
+        if "+" in target and intervention.split("/", 1)[0] in HEAD_PREFIXES:
             what = {"pattern/ideal": "patching their ideal maps"}.get(intervention, intervention)
             lines.append({"text": f"{target}: " + _effect(what, row["result"], row["step"]), "role": None,
                           "interventions": [(intervention, target, row["step"])]})

@@ -39,6 +39,7 @@ from core.names import (
     PROBE,
     PROBE_TARGETS,
     ROLE_SHORT,
+    TEST,
     hook_name,
 )
 
@@ -49,7 +50,7 @@ class InterventionError(ValueError):
 
 @dataclass
 class Bench:
-    """What a kind's runner works with at one step of one job."""
+    """What a kind's runner works with at one step of one job (built by ``core.causal.jobs``)."""
 
     spec: Any  # the job's core.causal.specs.InterventionSpec
     model: Any  # the run's Transformer at this step, in eval mode
@@ -60,16 +61,19 @@ class Bench:
 
     @property
     def test(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.split("test")
+        return self.data.split(TEST)
 
 
 @dataclass(frozen=True)
 class Kind:
+    """One kind of intervention: its variants, its labels, and either ``hooks`` or ``measure``."""
+
     name: str
     variants: tuple[str, ...]  # what ``variants`` may name
     defaults: tuple[str, ...]  # what an empty ``variants`` runs
     prefix: str  # the first part of every label: ``ablate``/zero, ``patch``/resid_post/accuracy
     rest: Callable[[Any, str, str | None], str]  # (spec, variant, role or None) -> the label after the prefix
+    title: str  # what the dashboard's form says of it
     hooks: Callable[[Bench, str, Any], Any] | None = None  # a kind on heads: (bench, variant, Target) -> hooks_for
     by_role: bool = False  # on heads: a head's role changes what is done (its edge, its ideal map)
     target: Callable[[Any, int], str] | None = None  # any other kind: (spec, max_len) -> its target label
@@ -162,12 +166,16 @@ def _probe(bench: Bench, variant: str, target: str) -> dict:
 # ---------------------------------------------------------------- the table
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind(ABLATE, ABLATIONS, ABLATIONS, ABLATE, _variant, hooks=_ablate_hooks),
-    Kind(EDGE, EDGE_VARIANTS, EDGE_VARIANTS, EDGE, _edge_label, hooks=_edge_hooks, by_role=True),
-    Kind(PATTERN, PATTERN_VARIANTS, ("ideal",), PATTERN, _pattern_label, hooks=_pattern_hooks, by_role=True),
+    Kind(ABLATE, ABLATIONS, ABLATIONS, ABLATE, _variant, "ablate: zero / mean / resample a head",
+         hooks=_ablate_hooks),
+    Kind(EDGE, EDGE_VARIANTS, EDGE_VARIANTS, EDGE, _edge_label, "edge: zero the theory's edge",
+         hooks=_edge_hooks, by_role=True),
+    Kind(PATTERN, PATTERN_VARIANTS, ("ideal",), PATTERN, _pattern_label, "pattern: ideal, shifted, or another run's map",
+         hooks=_pattern_hooks, by_role=True),
     Kind(ACTIVATION_PATCH, PATCH_SITES, ("resid_post",), "patch", lambda spec, variant, role: f"{variant}/{spec.metric}",
+         "activation patching (clean -> corrupted)",
          target=lambda spec, max_len: f"len{_patch_length(spec, max_len)}", measure=_activation_patch),
-    Kind(PROBE, PROBE_TARGETS, ("eoi_position", "t", "y_prev", "x_t"), PROBE, _variant,
+    Kind(PROBE, PROBE_TARGETS, ("eoi_position", "t", "y_prev", "x_t"), PROBE, _variant, "linear probe",
          target=lambda spec, max_len: hook_name(spec.layer, spec.site), measure=_probe),
 )}
 HEAD_PREFIXES = tuple(kind.prefix for kind in KINDS.values() if kind.on_heads)  # labels of evaluations

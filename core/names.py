@@ -182,7 +182,7 @@ class ScoreKey(NamedTuple):
 
 
 _SCORE_KEY = re.compile(
-    r"^score/(?P<role>[a-z_]+)/(?P<score>[a-z_]+)/L(?P<layer>\d+)H(?P<head>\d+)(?:/len(?P<length>\d+))?$"
+    rf"^{SCORE_PREFIX}/(?P<role>[a-z_]+)/(?P<score>[a-z_]+)/L(?P<layer>\d+)H(?P<head>\d+)(?:/len(?P<length>\d+))?$"
 )
 
 

@@ -173,3 +173,8 @@ def test_the_database_enums_spell_the_same_kinds():
 
     assert tuple(kind.value for kind in JobKind) == names.JOB_KINDS
     assert sorted(kind.value for kind in CheckpointKind) == sorted(names.CHECKPOINT_KINDS)
+
+
+def test_intervention_sites_are_hook_sites():
+    assert set(names.PATCH_SITES) < set(names.PROBE_SITES) <= set(names.BLOCK_SITES)
+    assert all(names.hook_name(1, site).startswith("blocks.1.") for site in names.PROBE_SITES)

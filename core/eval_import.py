@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from core.db import crud
-from core.names import metric_key, score_key
+from core.names import SEQ_ACC, SPLITS, metric_key, role_of_layer, score_key
 from core.problems import figure_lengths
 
 STEPS_PER_EPOCH = 64
 _ACC = re.compile(r"^acc_len_(\d+)_(train|test)$")
 _ATTN = re.compile(r"^attn([01])_(inv|peaky_abs|peaky_thres)_(\d+)_(train|test)$")
-ROLE_OF_LAYER = {0: "eoi_locator", 1: "iteration"}
 
 
 class EvalCsvError(ValueError):
@@ -81,7 +80,7 @@ def _mean(values: list[float]) -> float:
 
 def _metrics(record: dict[str, float], step: int) -> list[tuple[str, int, float]]:
     out = []
-    accuracy: dict[str, dict[int, float]] = {"train": {}, "test": {}}
+    accuracy: dict[str, dict[int, float]] = {split: {} for split in SPLITS}
     scores: dict[tuple[int, str], dict[int, float]] = {}
     for name, value in record.items():
         if match := _ACC.match(name):
@@ -93,10 +92,10 @@ def _metrics(record: dict[str, float], step: int) -> list[tuple[str, int, float]
             continue
         lo, hi = figure_lengths(min(by_length), max(by_length))
         for length, value in by_length.items():
-            out.append((metric_key(split, "seq_acc", length), step, value))
-        out.append((metric_key(split, "seq_acc"), step, _mean([v for n, v in by_length.items() if lo <= n <= hi])))
+            out.append((metric_key(split, SEQ_ACC, length), step, value))
+        out.append((metric_key(split, SEQ_ACC), step, _mean([v for n, v in by_length.items() if lo <= n <= hi])))
     for (layer, score), by_length in scores.items():
-        role = ROLE_OF_LAYER[layer]
+        role = role_of_layer(layer)
         lo, hi = figure_lengths(min(by_length), max(by_length))
         for length, value in by_length.items():
             out.append((score_key(role, score, layer, 0, length), step, value))

@@ -15,11 +15,28 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from core.names import ROLES, SCORES, parse_metric_key, parse_score_key
+from core.causal.kinds import HEAD_PREFIXES
+from core.names import (
+    EXPECTED_LAYER,
+    GEN_ACC,
+    GEN_ANSWER_ACC,
+    HEADLINE_SCORE,
+    ROLE_TITLES,
+    ROLES,
+    SCORES,
+    SEQ_ACC,
+    SEQ_ACC_HELDOUT,
+    SPLITS,
+    TEST,
+    every_head_label,
+    head_label,
+    metric_key,
+    score_key,
+    try_parse_metric_key,
+    try_parse_score_key,
+)
 
 EMERGED = 0.9
-EXPECTED_LAYER = {"eoi_locator": 0, "iteration": 1}
-ROLE_TITLES = {"eoi_locator": "EoI locator", "iteration": "iteration head"}
 
 
 def _last(series: dict[int, float]) -> tuple[int, float] | None:
@@ -48,32 +65,31 @@ def summarize(rows: list[tuple[str, int, float]]) -> dict:
     for key, step, value in rows:
         series[key][step] = value
 
+    metrics = {key: found for key in series if (found := try_parse_metric_key(key)) is not None}
+    scored = {key: found for key in series if (found := try_parse_score_key(key)) is not None}
+
     accuracy: dict[str, dict] = {}
-    for split in ("train", "test"):
-        by_length = {}
-        for key in series:
-            if key.startswith(f"{split}/seq_acc/L"):
-                length = parse_metric_key(key)[2]
-                by_length[length] = _last(series[key])[1]
-        mean = _last(series.get(f"{split}/seq_acc", {}))
-        accuracy[split] = {"seq_acc": mean[1] if mean else None,
+    for split in SPLITS:
+        by_length = {m.length: _last(series[key])[1] for key, m in metrics.items()
+                     if m.split == split and m.name == SEQ_ACC and m.length is not None}
+        mean = _last(series.get(metric_key(split, SEQ_ACC), {}))
+        accuracy[split] = {SEQ_ACC: mean[1] if mean else None,
                            "step": mean[0] if mean else None,
                            "seq_acc_by_length": {str(n): v for n, v in sorted(by_length.items())}}  # JSON keys
-    for key in ("test/gen_acc", "test/gen_answer_acc", "test/seq_acc_heldout"):
-        last = _last(series.get(key, {}))
+    for name in (GEN_ACC, GEN_ANSWER_ACC, SEQ_ACC_HELDOUT):
+        last = _last(series.get(metric_key(TEST, name), {}))
         if last:
-            accuracy["test"][key.split("/", 1)[1]] = last[1]
+            accuracy[TEST][name] = last[1]
 
     heads: dict[str, dict] = {}
     for role in ROLES:
         finals = []  # (final peaky_thres, layer, head, key) of every head with a score
-        for key in series:
-            if not key.startswith(f"score/{role}/peaky_thres/") or "/len" in key:
+        for key, s in scored.items():
+            if s.role != role or s.score != HEADLINE_SCORE or s.length is not None:
                 continue
-            _, _, layer, head, _ = parse_score_key(key)
             final = _last(series[key])[1]
             if not math.isnan(final):
-                finals.append((final, layer, head, key))
+                finals.append((final, s.layer, s.head, key))
         if not finals:
             continue
         in_layer = [f for f in finals if f[1] == EXPECTED_LAYER[role]]
@@ -83,13 +99,14 @@ def summarize(rows: list[tuple[str, int, float]]) -> dict:
         emerged = [step for step, value in sorted(series[key].items()) if value >= EMERGED]
         scores = {}
         for score in SCORES:
-            last = _last(series.get(f"score/{role}/{score}/L{layer}H{head}", {}))
+            last = _last(series.get(score_key(role, score, layer, head), {}))
             scores[score] = last[1] if last else None
-        heads[role] = {"layer": layer, "head": head, "label": f"L{layer}H{head}",
+        heads[role] = {"layer": layer, "head": head, "label": head_label(layer, head),
                        "expected_layer": EXPECTED_LAYER[role], "scores": scores,
                        "emerged_step": emerged[0] if emerged else None}
         if elsewhere is not None and elsewhere[0] > best[0]:
-            heads[role]["stronger_elsewhere"] = {"label": f"L{elsewhere[1]}H{elsewhere[2]}", "peaky_thres": elsewhere[0]}
+            heads[role]["stronger_elsewhere"] = {"label": head_label(elsewhere[1], elsewhere[2]),
+                                                 HEADLINE_SCORE: elsewhere[0]}
     return {"accuracy": accuracy, "heads": heads, "verdict": verdict(accuracy, heads)}
 
 
@@ -101,15 +118,15 @@ def verdict(accuracy: dict, heads: dict) -> str:
         if info is None:
             continue
         title = ROLE_TITLES[role]
-        thres = info["scores"]["peaky_thres"]
+        thres = info["scores"][HEADLINE_SCORE]
         if info["emerged_step"] is not None and thres is not None and thres >= EMERGED:
             where = "" if info["layer"] == info["expected_layer"] else " (not the layer the theory expects)"
             part = f"{title} at {info['label']} from step {info['emerged_step']:,}{where}"
         else:
-            part = f"no {title} yet (best {info['label']}, peaky_thres {thres:.2f})"
+            part = f"no {title} yet (best {info['label']}, {HEADLINE_SCORE} {thres:.2f})"
         if "stronger_elsewhere" in info:
             other = info["stronger_elsewhere"]
-            part += f", though {other['label']} outside layer {info['expected_layer']} scores {other['peaky_thres']:.2f}"
+            part += f", though {other['label']} outside layer {info['expected_layer']} scores {other[HEADLINE_SCORE]:.2f}"
         parts.append(part)
     acc = accuracy.get("test", {}).get("seq_acc")
     if acc is not None:
@@ -160,13 +177,13 @@ def causal_verdict(summary: dict, results: list[dict]) -> dict:
         if info is None:
             continue
         label, layer = info["label"], info["layer"]
-        thres = info["scores"].get("peaky_thres")
-        parts = [f"{ROLE_TITLES[role]} {label}: peaky_thres {thres:.2f}" if thres is not None else f"{ROLE_TITLES[role]} {label}"]
+        thres = info["scores"].get(HEADLINE_SCORE)
+        parts = [f"{ROLE_TITLES[role]} {label}: {HEADLINE_SCORE} {thres:.2f}" if thres is not None else f"{ROLE_TITLES[role]} {label}"]
         used = []
         order = list(_PHRASES)  # edges first, then ablations, then patching
         for (intervention, target), row in sorted(latest.items(), key=lambda item: (order.index(item[0][0])
                                                   if item[0][0] in order else len(order), item[0][1])):
-            if intervention not in _PHRASES or target not in (label, f"L{layer}H*"):
+            if intervention not in _PHRASES or target not in (label, every_head_label(layer)):
                 continue
             phrase = _PHRASES[intervention]
             if target.endswith("*"):  # "zeroing the EoI edge in every layer-0 head", "zero-ablating every layer-1 head"
@@ -177,7 +194,7 @@ def causal_verdict(summary: dict, results: list[dict]) -> dict:
             used.append((intervention, target, row["step"]))
         lines.append({"text": "; ".join(parts), "role": role, "interventions": used})
     for (intervention, target), row in sorted(latest.items()):
-        if "+" in target and intervention.startswith(("pattern/", "edge/", "ablate/")):
+        if "+" in target and intervention.split("/", 1)[0] in HEAD_PREFIXES:
             what = {"pattern/ideal": "patching their ideal maps"}.get(intervention, intervention)
             lines.append({"text": f"{target}: " + _effect(what, row["result"], row["step"]), "role": None,
                           "interventions": [(intervention, target, row["step"])]})

@@ -7,8 +7,9 @@ outcome from the exit status (the ``EXIT_*`` codes below). Everything it writes 
 
 The job's kind picks the work: ``train`` -> ``core.recording.execute_training`` (on the spec's
 device, or the worker's, ``CIRCUITBOARD_WORKER_DEVICE``, when the spec names none); ``intervene``
--> ``core.causal.jobs.execute_intervention_job`` (the same device rule). Both return the final
-status: SUCCEEDED, FAILED, or, when asked to stop, the status to hand back.
+-> ``core.causal.jobs.execute_intervention_job`` (the same device rule). Training returns its run's
+final status (SUCCEEDED, or RUNNING when asked to stop); an intervention its ``Outcome``
+(SUCCEEDED, or STOPPED when asked to stop).
 
 - SIGTERM asks it to stop: training ends after the current step with a resume checkpoint
   (``execute_training`` writes one when ``should_stop`` ends the loop), and it exits EXIT_STOPPED.
@@ -71,7 +72,8 @@ def report_figures(engine, job_id: int, token: int, figures: dict) -> None:
 
 
 def run_job(engine, job_id: int, token: int, stop: threading.Event) -> str:
-    """Do the job's work by its kind; return the final status (SUCCEEDED, or what to hand back)."""
+    """Do the job's work by its kind; return SUCCEEDED, or what says it stopped on request (training's
+    RUNNING, an intervention's ``Outcome.STOPPED``)."""
     from core.db import jobs
     from core.db.session import session_scope
     from core.names import JOB_INTERVENE, JOB_TRAIN
@@ -122,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         engine.dispose()
-    if status == Status.SUCCEEDED.value:
+    if status == Status.SUCCEEDED.value:  # an intervention's Outcome.SUCCEEDED is equal to it
         return EXIT_SUCCEEDED
     if status == Status.FAILED.value:
         return EXIT_FAILED
-    return EXIT_STOPPED
+    return EXIT_STOPPED  # training's RUNNING, an intervention's Outcome.STOPPED
 
 
 if __name__ == "__main__":

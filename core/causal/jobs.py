@@ -10,7 +10,8 @@ already are skipped, so a retried job resumes where the last attempt stopped; a 
 and replaces an older job's results for the same key (its rows, seed or metric may differ).
 
 Torch is imported inside the functions only: this module is imported by the worker's child, and
-its names (``plan``, the targets) are torch-free.
+its names (``plan``, the targets) are torch-free. What each kind does is ``core.causal.kinds.KINDS``;
+this module only walks the steps and targets, and stores what the kinds return.
 """
 
 from __future__ import annotations
@@ -18,27 +19,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.causal import results
-from core.causal.specs import InterventionSpec, intervention_label, parse_head, role_for
+from core.causal.kinds import KINDS, Bench, InterventionError
+from core.causal.specs import AUTO, InterventionSpec, parse_head, role_for
 from core.db import crud
 from core.db.models import Status
 from core.db.session import session_scope
-from core.names import hook_name
-from core.problems import ROLES, build_dataset, figure_lengths
+from core.names import CHECKPOINT_WEIGHTS, HEADLINE_SCORE, ROLES, TEST, head_label, score_key, score_prefix
+from core.problems import build_dataset, figure_lengths
 from core.specs import RunSpec
 from core.summary import run_summary
 
-WEIGHTS = "weights"  # = core.ml.checkpoints.WEIGHTS, spelled here to stay torch-free
 Guard = Callable[[Session], None]
 
 
-class InterventionError(ValueError):
-    """The job asks for something the run cannot give (a missing step, a head it lacks)."""
+class Outcome(StrEnum):
+    """How an intervention job's work ended.
+
+    ``SUCCEEDED`` (equal to the job status ``SUCCEEDED``, which it is to be recorded as): every
+    result is stored. ``STOPPED`` is no job status: ``should_stop`` ended the work early, the results
+    stored so far are kept (a retry skips them), and the caller hands the job back to its queue.
+    """
+
+    SUCCEEDED = Status.SUCCEEDED.value
+    STOPPED = "STOPPED"
 
 
 @dataclass(frozen=True)
@@ -72,14 +82,14 @@ def targets(spec: InterventionSpec, *, n_heads: int, summary: dict | None) -> li
         found = circuit_heads(summary)
         if not found:
             raise InterventionError("heads: the run has no circuit heads in its summary yet; name heads, e.g. L1H0")
-        groups = [Target(((layer, head, spec.role if spec.role != "auto" else role),), f"L{layer}H{head}")
+        groups = [Target(((layer, head, spec.role if spec.role != AUTO else role),), head_label(layer, head))
                   for layer, head, role in found]
     if spec.together:
         heads = tuple(dict.fromkeys(h for group in groups for h in group.heads))
         groups = [Target(heads, "+".join(dict.fromkeys(group.label for group in groups)))]
     out: list[Target] = []  # one head may play both roles: act on it once per role only where the role matters
     for target in groups:
-        if all(target.label != seen.label or (spec.kind != "ablate" and target.roles != seen.roles) for seen in out):
+        if all(target.label != seen.label or (KINDS[spec.kind].by_role and target.roles != seen.roles) for seen in out):
             out.append(target)
     return out
 
@@ -107,9 +117,9 @@ def load_model(engine: Engine, run_id: int, step: int | None = None, *, device=N
         if run is None:
             raise InterventionError(f"no run {run_id}")
         spec = RunSpec.from_flat(run.spec)
-        recorded = crud.checkpoint_steps(session, run_id=run_id, kind=WEIGHTS)
+        recorded = crud.checkpoint_steps(session, run_id=run_id, kind=CHECKPOINT_WEIGHTS)
         step = max(recorded) if step is None and recorded else step
-        row = crud.get_checkpoint(session, run_id=run_id, step=step, kind=WEIGHTS) if step is not None else None
+        row = crud.get_checkpoint(session, run_id=run_id, step=step, kind=CHECKPOINT_WEIGHTS) if step is not None else None
         if row is None:
             raise InterventionError(f"run {run_id} has no weights checkpoint at step {step}; recorded: {recorded}")
         state = checkpoints.from_bytes(row.data)["model"]
@@ -131,17 +141,27 @@ def one_step(problem: str):
     return lambda a, b: found.iterate(np.stack([np.asarray(a), np.asarray(b)], axis=1))[:, 1]
 
 
+def plan(spec: InterventionSpec, *, n_heads: int, summary: dict | None) -> list[tuple[str, Target | None]]:
+    """(variant, target) of every result one step gives: a kind on heads runs each variant on each
+    target; any other kind each variant once (its target label is the kind's own)."""
+    if KINDS[spec.kind].on_heads:
+        return [(variant, target) for target in targets(spec, n_heads=n_heads, summary=summary)
+                for variant in spec.chosen_variants]
+    return [(variant, None) for variant in spec.chosen_variants]
+
+
 def _peaky(rows: list[tuple[str, int, float]], step: int, target: Target) -> dict[str, float | None]:
     values = {key: value for key, s, value in rows if s == step}
-    return {f"L{layer}H{head}": values.get(f"score/{role}/peaky_thres/L{layer}H{head}")
+    return {head_label(layer, head): values.get(score_key(role, HEADLINE_SCORE, layer, head))
             for layer, head, role in target.heads}
 
 
 def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None = None,
                              should_stop: Callable[[], bool] | None = None, device: str | None = None,
-                             on_progress: Callable[[dict], None] | None = None) -> str:
-    """Run job ``job_id`` (kind ``intervene``); return SUCCEEDED, or RUNNING when ``should_stop`` ended it
-    early (the caller hands the job back; its stored results are kept and skipped next time).
+                             on_progress: Callable[[dict], None] | None = None) -> Outcome:
+    """Run job ``job_id`` (kind ``intervene``); return ``Outcome.SUCCEEDED``, or ``Outcome.STOPPED``
+    when ``should_stop`` ended it early (the caller hands the job back; its stored results are kept
+    and skipped next time).
 
     ``on_progress`` receives ``{"done", "total", "eta_s"}`` (results, counting those already stored
     by an earlier attempt) once before the first result and after each one.
@@ -153,8 +173,6 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
 
     from core.ml import interventions as iv
     from core.ml.evaluate import teacher_forced
-    from core.ml.patching import activation_patching, corrupt_rows
-    from core.ml.probes import probe
     from core.ml.train import resolve_device
 
     guard = guard or (lambda session: None)
@@ -169,18 +187,17 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
             raise InterventionError(f"job {job_id}: no run {run_id}")
         run_spec = RunSpec.from_flat(run.spec)
         summary = run_summary(session, run)  # derived from its metrics while it still trains
-        recorded = crud.checkpoint_steps(session, run_id=run_id, kind=WEIGHTS)
+        recorded = crud.checkpoint_steps(session, run_id=run_id, kind=CHECKPOINT_WEIGHTS)
         done = results.done_keys(session, run_id=run_id, job_id=job_id)
-        scores = crud.get_metrics(session, run_id=run_id, prefix="score/")
+        scores = crud.get_metrics(session, run_id=run_id, prefix=score_prefix())
     spec = InterventionSpec.parse(payload.get("spec", {}))
+    kind = KINDS[spec.kind]
     steps = resolve_steps(spec, recorded)
-    plan = [(variant, target) for target in targets(spec, n_heads=run_spec.model.n_heads, summary=summary)
-            for variant in spec.chosen_variants] if spec.kind in ("ablate", "edge", "pattern") else \
-        [(variant, None) for variant in spec.chosen_variants]
+    work = plan(spec, n_heads=run_spec.model.n_heads, summary=summary)
     spec_json = spec.model_dump(mode="json")
 
     data = build_dataset(run_spec.problem)
-    tokens, lengths = data.split("test")
+    tokens, lengths = data.split(TEST)
     p, loss_on = run_spec.problem, run_spec.train.loss_on
     wanted = run_spec.train.device or device
     if device is None and wanted and wanted.startswith("cuda") and not torch.cuda.is_available():
@@ -206,7 +223,7 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
             results.put_result(session, run_id=run_id, job_id=job_id, step=step, intervention=label,
                                target=target, spec=spec_json, result=result)
 
-    total = len(steps) * len(plan)
+    total = len(steps) * len(work)
     finished = 0  # results written or found stored
     started = time.monotonic()
     written = 0  # results written by this attempt (the rate for the ETA)
@@ -222,57 +239,40 @@ def execute_intervention_job(engine: Engine, job_id: int, *, guard: Guard | None
 
     progress()
     source = None
+
+    def load_source():
+        nonlocal source
+        if source is None:
+            source, _, _ = load_model(engine, spec.source_run, spec.source_step, device=device)
+        return source
+
     for step in steps:
-        model = None
+        bench = None  # the model at this step, loaded for the first result not stored yet
         baseline = None
-        for variant, target in plan:
+        for variant, target in work:
             if should_stop():
-                return Status.RUNNING.value
+                return Outcome.STOPPED
             if target is not None:
                 roles = target.roles
-                label = intervention_label(spec, variant, next(iter(roles)) if len(roles) == 1 else None)
+                label = kind.label(spec, variant, next(iter(roles)) if len(roles) == 1 else None)
                 target_label = target.label
-            elif spec.kind == "activation_patch":
-                label, target_label = intervention_label(spec, variant), f"len{spec.length or p.max_len}"
             else:
-                label, target_label = intervention_label(spec, variant), hook_name(spec.layer, spec.site)
+                label, target_label = kind.label(spec, variant), kind.target(spec, p.max_len)
             if (step, label, target_label) in done:
                 finished += 1
                 continue
-            if model is None:
+            if bench is None:
                 model, _, _ = load_model(engine, run_id, step, device=device)
-                if spec.kind == "probe" and spec.layer >= model.cfg.n_layers:
-                    raise InterventionError(f"layer: the model has {model.cfg.n_layers} layers (got {spec.layer})")
-            if spec.kind == "activation_patch":
-                length = spec.length or p.max_len
-                clean = tokens[lengths == length][:spec.rows_per_len]
-                if len(clean) == 0:
-                    raise InterventionError(f"length: the test split has no rows of length {length}")
-                corrupted = clean[corrupt_rows(np.full(len(clean), length), seed=spec.seed)]
-                result = activation_patching(model, clean, corrupted, length, site=variant, metric=spec.metric,
-                                             loss_on=loss_on).as_dict()
-            elif spec.kind == "probe":
-                keep = np.concatenate([np.flatnonzero(lengths == n)[:spec.rows_per_len] for n in np.unique(lengths)])
-                (found,) = probe(model, tokens[keep], lengths[keep], target_label, [variant], seed=spec.seed)
-                result = found.as_dict()
-            else:
+                bench = Bench(spec=spec, model=model, data=data, max_len=p.max_len, loss_on=loss_on, source=load_source)
+            if kind.on_heads:
                 if baseline is None:
-                    baseline = evaluate(model)
-                if spec.kind == "ablate":
-                    fn = iv.ablate(model, target.pairs, variant, probe_tokens=data.probe_tokens,
-                                   probe_lengths=data.probe_lengths, seed=spec.seed)
-                elif spec.kind == "edge":
-                    fn = iv.combine(*[iv.zero_edge(model, [(layer, head)], role, renorm=variant == "renorm")
-                                      for layer, head, role in target.heads])
-                elif variant == "run":
-                    if source is None:
-                        source, _, _ = load_model(engine, spec.source_run, spec.source_step, device=device)
-                    fn = iv.patch_from_model(model, source, target.pairs)
-                else:
-                    fn = iv.patch_ideal(model, list(target.heads), shift=spec.shift if variant == "shift" else 0)
-                result = {**evaluate(model, fn), "baseline": baseline, "peaky_thres": _peaky(scores, step, target)}
+                    baseline = evaluate(bench.model)
+                result = {**evaluate(bench.model, kind.hooks(bench, variant, target)), "baseline": baseline,
+                          HEADLINE_SCORE: _peaky(scores, step, target)}
+            else:
+                result = kind.measure(bench, variant, target_label)
             write(step, label, target_label, result)
             finished, written = finished + 1, written + 1
             progress()
     progress()  # a retry that found everything stored says so
-    return Status.SUCCEEDED.value
+    return Outcome.SUCCEEDED

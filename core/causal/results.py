@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.db.models import InterventionResult, utcnow
+from core.names import HEADLINE_SCORE
 
 KEY = ("run_id", "step", "intervention", "target")
 
@@ -84,6 +85,6 @@ def for_charts(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                 "baseline": r["result"]["baseline"].get("mean"),
                                 "by_length": r["result"].get("accuracy_by_length", {}),
                                 "baseline_by_length": r["result"]["baseline"].get("accuracy_by_length", {}),
-                                "peaky_thres": r["result"].get("peaky_thres", {})} for r in items]
+                                HEADLINE_SCORE: r["result"].get(HEADLINE_SCORE, {})} for r in items]
         series.append(entry)
     return {"steps": sorted({r["step"] for r in rows}), "series": series}

@@ -1,15 +1,8 @@
 """What an intervention job does: ``InterventionSpec``, validated like a run spec (extra keys refused).
 
 One spec, one kind, several variants and targets; each (step, variant, target) becomes one stored
-result, keyed (run, step, intervention, target):
-
-| kind | variants (default: all but ``run``) | intervention label | target label |
-| --- | --- | --- | --- |
-| ``ablate`` | ``zero``, ``mean``, ``resample`` (the head's output, hook_z) | ``ablate/zero`` | ``L1H3`` |
-| ``edge`` | ``renorm``, ``raw`` (remove the role's edge from the pattern) | ``edge/eoi/renorm`` | ``L0H*`` |
-| ``pattern`` | ``ideal``, ``shift`` (key + ``shift``), ``run`` (``source_run``'s pattern) | ``pattern/shift-2`` | ``L0H3+L1H3`` |
-| ``activation_patch`` | the hook sites ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out`` | ``patch/resid_post/accuracy`` | ``len16`` |
-| ``probe`` | the targets ``eoi_position``, ``length``, ``t``, ``y_prev``, ``x_t`` (at ``layer``, ``site``) | ``probe/x_t`` | ``blocks.1.hook_resid_mid`` |
+result, keyed (run, step, intervention, target). The kinds, their variants and their labels are one
+table, ``core.causal.kinds.KINDS``; this spec accepts exactly its kinds and variants.
 
 Heads are ``L{layer}H{head}``, or ``L{layer}H*`` for every head of a layer; none given means the
 run's circuit heads (the summary's best head per role). ``together`` applies all heads in one
@@ -26,40 +19,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.causal.kinds import KINDS
+from core.names import INTERVENTION_KINDS, PATCH_METRICS, PROBE, PROBE_SITES, ROLES, role_of_layer
 from core.specs import SpecError
 
-KINDS = ("ablate", "edge", "pattern", "activation_patch", "probe")
-PATCH_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")  # = core.ml.patching.PATCH_SITES
-PROBE_TARGETS = ("eoi_position", "length", "t", "y_prev", "x_t")  # = core.ml.probes.TARGETS
-PROBE_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_post")
-VARIANTS = {
-    "ablate": ("zero", "mean", "resample"),
-    "edge": ("renorm", "raw"),
-    "pattern": ("ideal", "shift", "run"),
-    "activation_patch": PATCH_SITES,
-    "probe": PROBE_TARGETS,
-}
-DEFAULT_VARIANTS = {"ablate": ("zero", "mean", "resample"), "edge": ("renorm", "raw"), "pattern": ("ideal",),
-                    "activation_patch": ("resid_post",), "probe": ("eoi_position", "t", "y_prev", "x_t")}
-ROLE_SHORT = {"eoi_locator": "eoi", "iteration": "iteration"}
-HEAD = re.compile(r"^L(\d{1,2})H(\d{1,2}|\*)$")
+AUTO = "auto"  # role: the theory's role for the head's layer (core.names.role_of_layer)
+ROLE_CHOICES = (AUTO, *ROLES)
+HEAD = re.compile(r"^L(\d{1,2})H(\d{1,2}|\*)$")  # a head (core.names.head_label) or every head of a layer
 
 
 class InterventionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
 
-    kind: Literal["ablate", "edge", "pattern", "activation_patch", "probe"]
-    variants: list[str] = Field(default_factory=list, max_length=8)  # empty: DEFAULT_VARIANTS[kind]
+    kind: Literal[INTERVENTION_KINDS]
+    variants: list[str] = Field(default_factory=list, max_length=8)  # empty: KINDS[kind].defaults
     heads: list[str] = Field(default_factory=list, max_length=32)  # "L1H3", "L0H*"; empty: the circuit heads
     together: bool = False
-    role: Literal["auto", "eoi_locator", "iteration"] = "auto"
+    role: Literal[ROLE_CHOICES] = AUTO
     shift: int = Field(-2, ge=-64, le=64)  # pattern/shift: EoI + shift, or x_{t + shift}
     source_run: int | None = Field(None, ge=1)  # pattern/run: whose pattern
     source_step: int | None = Field(None, ge=0)  # pattern/run: at which step (None: its last)
     layer: int | None = Field(None, ge=0, le=11)  # probe: the layer of the hook site
-    site: Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "mlp_post"] = "resid_mid"  # probe
+    site: Literal[PROBE_SITES] = "resid_mid"  # probe
     length: int | None = Field(None, ge=1, le=64)  # activation_patch: the input length (None: max_len)
-    metric: Literal["accuracy", "logit_diff"] = "accuracy"  # activation_patch
+    metric: Literal[PATCH_METRICS] = "accuracy"  # activation_patch
     steps: int | Literal["last", "all"] = "last"
     rows_per_len: int = Field(256, ge=1, le=4096)
     seed: int = Field(0, ge=0, le=2**32 - 1)
@@ -81,7 +64,7 @@ class InterventionSpec(BaseModel):
 
     @model_validator(mode="after")
     def _fits_the_kind(self) -> InterventionSpec:
-        known = VARIANTS[self.kind]
+        known = KINDS[self.kind].variants
         for variant in self.variants:
             if variant not in known:
                 raise ValueError(f"variants: {variant!r} is not a {self.kind} variant; known: {', '.join(known)}")
@@ -89,13 +72,13 @@ class InterventionSpec(BaseModel):
             raise ValueError("source_run: the 'run' pattern variant needs a source run")
         if "shift" in self.variants and self.shift == 0:
             raise ValueError("shift: must not be 0 for the 'shift' variant")
-        if self.kind == "probe" and self.layer is None:
+        if self.kind == PROBE and self.layer is None:
             raise ValueError("layer: a probe needs the layer of its hook site")
         return self
 
     @property
     def chosen_variants(self) -> tuple[str, ...]:
-        return tuple(self.variants) or DEFAULT_VARIANTS[self.kind]
+        return tuple(self.variants) or KINDS[self.kind].defaults
 
     @classmethod
     def parse(cls, data: dict) -> InterventionSpec:
@@ -128,24 +111,10 @@ def parse_head(label: str, n_heads: int) -> list[tuple[int, int]]:
 
 def role_for(spec: InterventionSpec, layer: int) -> str:
     """The role whose edge or ideal map a head of ``layer`` gets."""
-    if spec.role != "auto":
-        return spec.role
-    return "eoi_locator" if layer == 0 else "iteration"
+    return role_of_layer(layer) if spec.role == AUTO else spec.role
 
 
 def intervention_label(spec: InterventionSpec, variant: str, role: str | None = None) -> str:
-    """The stored ``intervention`` column: ``ablate/zero``, ``edge/eoi/renorm``, ``pattern/shift-2`` ...
-    (an edge removed from heads of both roles at once is ``edge/circuit/...``: pass role None)."""
-    if spec.kind == "ablate":
-        return f"ablate/{variant}"
-    if spec.kind == "edge":
-        return f"edge/{ROLE_SHORT[role] if role else 'circuit'}/{variant}"
-    if spec.kind == "pattern":
-        if variant == "shift":
-            return f"pattern/shift{spec.shift:+d}"
-        if variant == "run":
-            return f"pattern/run{spec.source_run}@{'last' if spec.source_step is None else spec.source_step}"
-        return "pattern/ideal"
-    if spec.kind == "activation_patch":
-        return f"patch/{variant}/{spec.metric}"
-    return f"probe/{variant}"
+    """The stored ``intervention`` column (``core.causal.kinds.Kind.label``): ``ablate/zero``,
+    ``edge/eoi/renorm``, ``pattern/shift-2`` ... (``edge/circuit/...`` for heads of both roles: role None)."""
+    return KINDS[spec.kind].label(spec, variant, role)

@@ -16,8 +16,9 @@ import io
 
 import torch
 
-RESUME = "resume"
-WEIGHTS = "weights"
+from core.names import CHECKPOINT_RESUME, CHECKPOINT_WEIGHTS
+
+RESUME, WEIGHTS = CHECKPOINT_RESUME, CHECKPOINT_WEIGHTS  # the stored kinds, spelled in core.names
 
 
 def to_bytes(state: dict) -> bytes:

@@ -34,19 +34,18 @@ import torch
 
 from core.ml.evaluate import HooksFor
 from core.ml.hooks import hooks, run_with_cache
+from core.names import ABLATIONS, hook_name
 from core.problems import expected_keys
 
 Head = tuple[int, int]  # (layer, head)
-ABLATIONS = ("zero", "mean", "resample")
-EDGE_VARIANTS = ("renorm", "raw")
 
 
 def z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
+    return hook_name(layer, "z")
 
 
 def pattern_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_pattern"
+    return hook_name(layer, "pattern")
 
 
 def by_layer(heads: Sequence[Head]) -> dict[int, list[int]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.names import SCORES
+from core.names import INV, MUL, PEAKY_ABS, PEAKY_THRES, SCORES
 from core.problems import ROLES, expected_keys, figure_lengths
 
 THRESHOLD = 0.5
@@ -57,10 +57,10 @@ def score_patterns(patterns: np.ndarray, lengths: np.ndarray) -> HeadScores:
             std = a.std(axis=0, ddof=1) if len(group) > 1 else np.zeros_like(a[0])
             on_cells = a.sum(axis=-1)  # [n, n_layers, n_heads]
             mass = group[:, :, :, :real, :real].sum(axis=(-1, -2))  # [n, n_layers, n_heads]
-            out[role]["peaky_abs"][:, :, j] = a.mean(axis=(0, -1))
-            out[role]["peaky_thres"][:, :, j] = (a > THRESHOLD).mean(axis=(0, -1))
-            out[role]["inv"][:, :, j] = 1.0 - std.mean(axis=-1)
-            out[role]["mul"][:, :, j] = (on_cells / mass).mean(axis=0)
+            out[role][PEAKY_ABS][:, :, j] = a.mean(axis=(0, -1))
+            out[role][PEAKY_THRES][:, :, j] = (a > THRESHOLD).mean(axis=(0, -1))
+            out[role][INV][:, :, j] = 1.0 - std.mean(axis=-1)
+            out[role][MUL][:, :, j] = (on_cells / mass).mean(axis=0)
     return HeadScores(lengths=unique, scores=out)
 
 

@@ -22,11 +22,8 @@ import numpy as np
 import torch
 
 from core.ml.hooks import hooks, run_with_cache
-from core.names import hook_name
+from core.names import PATCH_METRICS, PATCH_SITES, hook_name
 from core.problems import supervised_mask
-
-PATCH_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
-PATCH_METRICS = ("accuracy", "logit_diff")
 
 
 @dataclass

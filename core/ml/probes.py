@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from core.ml.hooks import run_with_cache
+from core.names import PROBE_TARGETS
 
-TARGETS = ("eoi_position", "length", "t", "y_prev", "x_t")
 
 
 @dataclass
@@ -44,7 +44,7 @@ def collect(model, tokens: np.ndarray, lengths: np.ndarray, site: str, *, chunk:
     """Activations at ``site`` on the CoT query positions -> (X [M, d], row ids [M], {target: labels [M]})."""
     device = next(model.parameters()).device
     model.eval()
-    feats, groups, labels = [], [], {name: [] for name in TARGETS}
+    feats, groups, labels = [], [], {name: [] for name in PROBE_TARGETS}
     for start in range(0, len(tokens), chunk):
         batch = np.asarray(tokens[start:start + chunk])
         _, cache = run_with_cache(model, torch.from_numpy(batch[:, :-1].astype(np.int64)).to(device), [site])
@@ -87,12 +87,12 @@ def fit_probe(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, seed: int = 0
             int((~test).sum()), int(test.sum()), len(classes))
 
 
-def probe(model, tokens: np.ndarray, lengths: np.ndarray, site: str, targets=TARGETS, *, seed: int = 0
+def probe(model, tokens: np.ndarray, lengths: np.ndarray, site: str, targets=PROBE_TARGETS, *, seed: int = 0
           ) -> list[ProbeResult]:
     """Fit one probe per target on ``site``'s activations over the given rows."""
-    unknown = [t for t in targets if t not in TARGETS]
+    unknown = [t for t in targets if t not in PROBE_TARGETS]
     if unknown:
-        raise ValueError(f"unknown probe target(s) {unknown}; known: {', '.join(TARGETS)}")
+        raise ValueError(f"unknown probe target(s) {unknown}; known: {', '.join(PROBE_TARGETS)}")
     X, groups, labels = collect(model, tokens, lengths, site)
     out = []
     for target in targets:

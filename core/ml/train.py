@@ -31,8 +31,24 @@ from core.ml import checkpoints
 from core.ml.evaluate import attention_patterns, generated, teacher_forced
 from core.ml.metrics import score_patterns
 from core.ml.model import ModelConfig, Transformer
-from core.names import SCORES, metric_key, score_key
-from core.problems import ROLES, Dataset, build_dataset, figure_lengths, supervised_mask
+from core.names import (
+    HEADLINE_SCORE,
+    LOSS,
+    LR,
+    ROLES,
+    SCORES,
+    SEQ_ACC,
+    SEQ_ACC_ALL,
+    SEQ_ACC_HELDOUT,
+    SPLITS,
+    TEST,
+    TOKEN_ACC,
+    TRAIN,
+    metric_key,
+    score_key,
+    try_parse_score_key,
+)
+from core.problems import Dataset, build_dataset, figure_lengths, supervised_mask
 from core.snapshots import pack
 
 
@@ -157,22 +173,22 @@ def evaluate(model, data: Dataset, spec, device, *, full: bool = False) -> dict[
     ``eval_rows_per_len`` bounds the rows per length of each split, except when ``full``."""
     p, t = spec.problem, spec.train
     values: dict[str, float] = {}
-    for split in ("train", "test"):
+    for split in SPLITS:
         tokens, lengths = data.split(split)
         acc = teacher_forced(model, tokens, lengths, loss_on=t.loss_on, device=device,
                              per_length=None if full else t.eval_rows_per_len)
         for length in acc.rows:
-            values[metric_key(split, "seq_acc", length)] = acc.seq_acc(length)
-            values[metric_key(split, "token_acc", length)] = acc.tok_correct[length] / acc.tok_total[length]
-        values[metric_key(split, "seq_acc")] = acc.mean_seq_acc(*figure_lengths(p.min_len, p.max_len))
-        values[metric_key(split, "seq_acc_all")] = acc.mean_seq_acc(p.min_len, p.max_len)
-        values[metric_key(split, "token_acc")] = sum(acc.tok_correct.values()) / sum(acc.tok_total.values())
-        if split == "test" and p.test_max_len and p.test_max_len > p.max_len:
-            values[metric_key(split, "seq_acc_heldout")] = acc.mean_seq_acc(p.max_len + 1, p.test_max_len)
+            values[metric_key(split, SEQ_ACC, length)] = acc.seq_acc(length)
+            values[metric_key(split, TOKEN_ACC, length)] = acc.tok_correct[length] / acc.tok_total[length]
+        values[metric_key(split, SEQ_ACC)] = acc.mean_seq_acc(*figure_lengths(p.min_len, p.max_len))
+        values[metric_key(split, SEQ_ACC_ALL)] = acc.mean_seq_acc(p.min_len, p.max_len)
+        values[metric_key(split, TOKEN_ACC)] = sum(acc.tok_correct.values()) / sum(acc.tok_total.values())
+        if split == TEST and p.test_max_len and p.test_max_len > p.max_len:
+            values[metric_key(split, SEQ_ACC_HELDOUT)] = acc.mean_seq_acc(p.max_len + 1, p.test_max_len)
     if t.eval_generate:
-        tokens, lengths = data.split("test")
+        tokens, lengths = data.split(TEST)
         for name, value in generated(model, tokens, lengths, loss_on=t.loss_on, device=device).items():
-            values[metric_key("test", name)] = value
+            values[metric_key(TEST, name)] = value
     model.train()
     return values
 
@@ -200,9 +216,9 @@ def best_peaky(values: dict[str, float]) -> dict[str, float] | None:
     """Best averaged peaky_thres over every (layer, head), per role, from one record's values."""
     best: dict[str, float] = {}
     for key, value in values.items():
-        parts = key.split("/")
-        if len(parts) == 4 and parts[0] == "score" and parts[2] == "peaky_thres":
-            best[parts[1]] = max(best.get(parts[1], 0.0), value)
+        found = try_parse_score_key(key)
+        if found is not None and found.score == HEADLINE_SCORE and found.length is None:
+            best[found.role] = max(best.get(found.role, 0.0), value)
     return best or None
 
 
@@ -257,7 +273,7 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
         checkpoints.restore_rng(state)
     model.train()
     last_time, last_step, loss_sum, loss_count = time.perf_counter(), start, 0.0, 0
-    test_acc = final.get(metric_key("test", "seq_acc"))
+    test_acc = final.get(metric_key(TEST, SEQ_ACC))
     peaky = best_peaky(final)
     step = start
     stopped = False
@@ -278,14 +294,14 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
             raise TrainingError(f"loss became {loss.item()} at step {step}")
         values = record(step)
         final.update(values)
-        test_acc = values.get(metric_key("test", "seq_acc"), test_acc)
+        test_acc = values.get(metric_key(TEST, SEQ_ACC), test_acc)
         peaky = best_peaky(values) or peaky
         if step % t.checkpoint_every == 0 and step != t.steps:
             cb.checkpoint(step, checkpoints.RESUME, checkpoints.to_bytes(checkpoints.resume_state(model, optimizer, step)))
         now = time.perf_counter()
         if now - last_time >= 1.0 or step == t.steps or values:
             mean_loss = loss_sum / loss_count
-            cb.metrics(step, {metric_key("train", "loss"): mean_loss, metric_key("train", "lr"): lr})
+            cb.metrics(step, {metric_key(TRAIN, LOSS): mean_loss, metric_key(TRAIN, LR): lr})
             cb.progress(Progress(step, t.steps, mean_loss, (step - last_step) / (now - last_time), lr, test_acc, peaky))
             last_time, last_step, loss_sum, loss_count = now, step, 0.0, 0
     cb.checkpoint(step, checkpoints.RESUME, checkpoints.to_bytes(checkpoints.resume_state(model, optimizer, step)))

@@ -6,14 +6,13 @@
     expected_keys("iteration", L)  -> (queries, keys) the circuit should attend along
 """
 
+from core.names import EXPECTED_LAYER, ROLES  # the roles' names, re-exported beside the theory that uses them
 from core.problems import tokens
 from core.problems.dataset import SPLITS, Dataset, build_dataset, encode, width_for
 from core.problems.problem import Mixture, Problem, ProblemError
 from core.problems.registry import PROBLEMS, get_problem
 from core.problems.theory import (
-    EXPECTED_LAYER,
     LOSS_ON,
-    ROLES,
     eoi_position,
     expected_keys,
     figure_lengths,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.names import BINARY_COPY
 from core.problems import tokens
 from core.problems.problem import Problem
 
@@ -21,7 +22,7 @@ def iterate(x: np.ndarray) -> np.ndarray:
 
 
 PROBLEM = Problem(
-    name="binary_copy",
+    name=BINARY_COPY,
     token=tokens.BINARY_COPY,
     inputs=range(0, 2),
     n_values=2,

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from core.names import TEST, TRAIN
 from core.problems import tokens
 from core.problems.problem import Problem
 from core.problems.registry import get_problem
 
-SPLITS = ("train", "test", "probe")
+SPLITS = (TRAIN, TEST, "probe")  # the two metric splits (core.names), and the probe set scores are read on
 _DATA_STREAM, _PROBE_STREAM = 0, 1
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.names import PARITY
 from core.problems import tokens
 from core.problems.problem import Problem
 
@@ -21,7 +22,7 @@ def iterate(x: np.ndarray) -> np.ndarray:
 
 
 PROBLEM = Problem(
-    name="parity",
+    name=PARITY,
     token=tokens.PARITY,
     inputs=range(0, 2),
     n_values=2,

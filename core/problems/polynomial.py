@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.names import POLYNOMIAL
 from core.problems import tokens
 from core.problems.problem import Problem
 
@@ -30,7 +31,7 @@ def iterate(x: np.ndarray) -> np.ndarray:
 
 
 PROBLEM = Problem(
-    name="polynomial",
+    name=POLYNOMIAL,
     token=tokens.POLYNOMIAL,
     inputs=range(1, MODULUS),
     n_values=MODULUS,

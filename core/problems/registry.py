@@ -7,14 +7,13 @@ raises ProblemError naming the known problems.
 
 from __future__ import annotations
 
+from core.names import MIXTURE_SEPARATOR
 from core.problems import binary_copy, parity, polynomial
 from core.problems.problem import Mixture, Problem, ProblemError
 
 PROBLEMS: dict[str, Problem] = {
     p.name: p for p in (polynomial.PROBLEM, parity.PROBLEM, binary_copy.PROBLEM)
 }
-
-MIXTURE_SEPARATOR = "+"
 
 
 def get_problem(name: str) -> Problem | Mixture:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-ROLES = ("eoi_locator", "iteration")
+from core.names import EOI_LOCATOR, ITERATION, ROLES
+
 FIGURE_MIN_LEN = 4  # the paper's figures average L = 4..max_len: short rows overlap train and test
-EXPECTED_LAYER = {"eoi_locator": 0, "iteration": 1}
 LOSS_ON = ("all", "cot")
 
 
@@ -41,9 +41,9 @@ def expected_keys(role: str, length: int) -> tuple[np.ndarray, np.ndarray]:
     """(queries, keys), both [L] int64: query position queries[i] should attend to keys[i]."""
     e = eoi_position(length)
     t = np.arange(1, length + 1)  # [L], t = 1..L
-    if role == "eoi_locator":
+    if role == EOI_LOCATOR:
         return e + t, np.full(length, e)
-    if role == "iteration":
+    if role == ITERATION:
         return e + t - 1, t
     raise ValueError(f"unknown role {role!r}; known roles: {', '.join(ROLES)}")
 

@@ -175,3 +175,17 @@ def test_run_summary_is_the_stored_one_else_derived_from_every_metric(sqlite_eng
         assert derived["accuracy"]["test"]["seq_acc"] == 0.75 and "iteration" in derived["heads"]
         crud.update_run(session, run_id=run.id, summary={"verdict": "stored when it finished"})
         assert run_summary(session, run) == {"verdict": "stored when it finished"}
+
+
+def test_every_phrase_names_a_label_the_intervention_kinds_give():
+    from core.causal.kinds import KINDS
+    from core.causal.specs import InterventionSpec
+    from core.names import ROLES
+    from core.summary import _PHRASES
+
+    given = set()
+    for name, kind in KINDS.items():
+        if kind.on_heads:
+            spec = InterventionSpec.parse({"kind": name, "variants": [v for v in kind.variants if v != "run"]})
+            given |= {kind.label(spec, variant, role) for variant in kind.variants for role in (*ROLES, None)}
+    assert set(_PHRASES) <= given

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.causal import results
-from core.causal.jobs import InterventionError, execute_intervention_job
+from core.causal.jobs import InterventionError, Outcome, execute_intervention_job
 from core.db import crud
 from core.db.session import session_scope
 from tests.core.causal.conftest import submit
@@ -90,7 +90,7 @@ def test_a_guard_that_refuses_writes_nothing_and_stop_hands_back(trained):
     with pytest.raises(RuntimeError, match="lease lost"):
         execute_intervention_job(engine, submit(engine, run_id, spec), guard=lost)
     assert not stored(engine, run_id, intervention="edge/iteration/raw")
-    assert execute_intervention_job(engine, submit(engine, run_id, spec), should_stop=lambda: True) == "RUNNING"
+    assert execute_intervention_job(engine, submit(engine, run_id, spec), should_stop=lambda: True) is Outcome.STOPPED
     assert execute_intervention_job(engine, submit(engine, run_id, spec)) == "SUCCEEDED"
     assert {r["intervention"] for r in stored(engine, run_id, step=6) if r["target"] == "L1H1"} == \
         {"edge/iteration/renorm", "edge/iteration/raw"}

@@ -151,7 +151,9 @@ def show(engine, run_id: int, *, as_json: bool) -> int:
                 print(f"  {extra} {acc[extra]:.3f}")
     for role, info in summary.get("heads", {}).items():
         scores = " ".join(f"{k} {v:.3f}" for k, v in info["scores"].items() if v is not None)
-        emerged = f"from step {info['emerged_step']:,}" if info["emerged_step"] is not None else "not yet emerged"
+        emerged = (f"emerged at step {info['emerged_step']:,}" if info["emerged_step"] is not None
+                   else "never reached the bar" if summary.get("finished") else "not at the bar yet")
+        emerged += f"; {info.get('grade', '?')} against the {info.get('bar', 0.9):.2f} bar"
         print(f"{role}: {info['label']} (theory: layer {info['expected_layer']}) {scores}; {emerged}")
         if "stronger_elsewhere" in info:
             other = info["stronger_elsewhere"]

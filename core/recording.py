@@ -144,6 +144,6 @@ def _finish(recorder: RunRecorder, status: Status, *, error: str | None = None) 
     def write(session):
         rows = crud.get_metrics(session, run_id=recorder.run_id)
         crud.update_run(session, run_id=recorder.run_id, status=status, error=error,
-                        finished_at=utcnow(), summary=summarize(rows))
+                        finished_at=utcnow(), summary=summarize(rows, finished=True))
     recorder.write(write)
 

@@ -8,6 +8,10 @@ figures are); a model without that layer falls back to the best head anywhere. W
 another layer scores higher it is named too (``stronger_elsewhere``): a second-layer head that
 attends to EoI is not the paper's EoI locator, but a reader should know it is there.
 The *emergence step* is the first recorded step at which the circuit head reached ``EMERGED`` (0.9).
+
+Each circuit head is graded against that bar, on its final ``peaky_thres``: ``clear`` (at or above
+``EMERGED``), ``partial`` (at or above ``PARTIAL``) or ``none``. A finished run's verdict states the
+grade; a live run's says what is forming "so far" and what is not there "yet".
 """
 
 from __future__ import annotations
@@ -36,7 +40,16 @@ from core.names import (
     try_parse_score_key,
 )
 
-EMERGED = 0.9
+EMERGED = 0.9  # the bar: a clear circuit head
+PARTIAL = 0.5  # a head at or above this, under the bar, is a partial one
+GRADES = ("clear", "partial", "none")
+
+
+def grade(peaky_thres: float | None) -> str:
+    """``clear``, ``partial`` or ``none``: a circuit head's final peaky_thres against the bars."""
+    if peaky_thres is None or peaky_thres < PARTIAL:
+        return "none"
+    return "clear" if peaky_thres >= EMERGED else "partial"
 
 
 def _last(series: dict[int, float]) -> tuple[int, float] | None:
@@ -59,8 +72,8 @@ def run_summary(session, run) -> dict:
     return summarize(crud.get_metrics(session, run_id=run.id))
 
 
-def summarize(rows: list[tuple[str, int, float]]) -> dict:
-    """rows: (key, step, value) of one run -> a JSON-ready summary dict."""
+def summarize(rows: list[tuple[str, int, float]], *, finished: bool = False) -> dict:
+    """rows: (key, step, value) of one run -> a JSON-ready summary dict (``finished``: the run has ended)."""
     series: dict[str, dict[int, float]] = defaultdict(dict)
     for key, step, value in rows:
         series[key][step] = value
@@ -103,15 +116,21 @@ def summarize(rows: list[tuple[str, int, float]]) -> dict:
             scores[score] = last[1] if last else None
         heads[role] = {"layer": layer, "head": head, "label": head_label(layer, head),
                        "expected_layer": EXPECTED_LAYER[role], "scores": scores,
-                       "emerged_step": emerged[0] if emerged else None}
+                       "emerged_step": emerged[0] if emerged else None,
+                       "grade": grade(scores[HEADLINE_SCORE]), "bar": EMERGED}
         if elsewhere is not None and elsewhere[0] > best[0]:
             heads[role]["stronger_elsewhere"] = {"label": head_label(elsewhere[1], elsewhere[2]),
                                                  HEADLINE_SCORE: elsewhere[0]}
-    return {"accuracy": accuracy, "heads": heads, "verdict": verdict(accuracy, heads)}
+    return {"accuracy": accuracy, "heads": heads, "verdict": verdict(accuracy, heads, finished=finished),
+            "finished": finished}
 
 
-def verdict(accuracy: dict, heads: dict) -> str:
-    """One line a person reads first: 'iteration head at L1H0 from step 3,200; EoI locator at L0H0 ...'."""
+def verdict(accuracy: dict, heads: dict, *, finished: bool = False) -> str:
+    """One line a person reads first: 'iteration head at L1H0 from step 3,200; partial EoI locator ...'.
+
+    A clear head is named with its emergence step; a partial or absent one with its score against
+    the bar. Only a live run says "so far" or "yet": a finished run's grade is final.
+    """
     parts = []
     for role in ROLES:
         info = heads.get(role)
@@ -119,11 +138,15 @@ def verdict(accuracy: dict, heads: dict) -> str:
             continue
         title = ROLE_TITLES[role]
         thres = info["scores"][HEADLINE_SCORE]
-        if info["emerged_step"] is not None and thres is not None and thres >= EMERGED:
-            where = "" if info["layer"] == info["expected_layer"] else " (not the layer the theory expects)"
+        against = f"{HEADLINE_SCORE} {thres:.2f} against the {EMERGED:.2f} bar"
+        where = "" if info["layer"] == info["expected_layer"] else " (not the layer the theory expects)"
+        graded = grade(thres)
+        if graded == "clear" and info["emerged_step"] is not None:
             part = f"{title} at {info['label']} from step {info['emerged_step']:,}{where}"
+        elif graded == "partial":
+            part = f"partial {title}{' so far' if not finished else ''} at {info['label']} ({against}){where}"
         else:
-            part = f"no {title} yet (best {info['label']}, {HEADLINE_SCORE} {thres:.2f})"
+            part = f"no {title}{' yet' if not finished else ''} (best {info['label']}, {against})"
         if "stronger_elsewhere" in info:
             other = info["stronger_elsewhere"]
             part += f", though {other['label']} outside layer {info['expected_layer']} scores {other[HEADLINE_SCORE]:.2f}"

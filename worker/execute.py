@@ -252,7 +252,7 @@ def _complete(engine: Engine, claim: jobs.Claim) -> str:
     """Record a run whose training reached its last step but whose status was never written."""
     with session_scope(engine) as session:
         jobs.fence(claim.job_id, claim.token)(session)
-        summary = summarize(crud.get_metrics(session, run_id=claim.run_id))
+        summary = summarize(crud.get_metrics(session, run_id=claim.run_id), finished=True)
         crud.update_run(session, run_id=claim.run_id, status=Status.SUCCEEDED, summary=summary,
                         finished_at=utcnow(), error=None)
     return _finish(engine, claim, Status.SUCCEEDED)

@@ -180,7 +180,7 @@ def cmd_import_eval(args) -> int:
             run_id = args.run or crud.create_run(session, spec=spec.to_flat(), preset=args.preset, status=Status.SUCCEEDED,
                                                  name=args.name or f"authors' {Path(args.file).name}").id
             imported = import_eval_csv(session, run_id=run_id, text=text, steps_per_epoch=args.steps_per_epoch)
-            crud.update_run(session, run_id=run_id, summary=summarize(crud.get_metrics(session, run_id=run_id)))
+            crud.update_run(session, run_id=run_id, summary=summarize(crud.get_metrics(session, run_id=run_id), finished=True))
     except (EvalCsvError, crud.RunNotFound) as exc:
         print(f"circuitboard import-eval: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from core.summary import EMERGED, summarize, verdict
+from core.summary import EMERGED, grade, summarize, verdict
 
 
 def series(key, values):
@@ -76,7 +76,8 @@ def test_accuracy_takes_the_last_values():
 def test_the_verdict_names_the_head_and_the_step():
     text = summarize(base_rows())["verdict"]
     assert "iteration head at L1H0 from step 3,200" in text
-    assert "no EoI locator yet (best L0H0, peaky_thres 0.60), though L1H0 outside layer 0 scores 0.95" in text
+    assert ("partial EoI locator so far at L0H0 (peaky_thres 0.60 against the 0.90 bar), "
+            "though L1H0 outside layer 0 scores 0.95") in text
     assert "test accuracy 0.75" in text
     parts = text.split("; ")
     assert parts[1] == "iteration head at L1H0 from step 3,200"  # layer 1 is where the theory expects it
@@ -87,7 +88,8 @@ def test_no_circuit_yet():
     rows += series("score/iteration/peaky_thres/L0H0", {0: 0.1, 100: 0.3})
     summary = summarize(rows)
     assert summary["heads"]["iteration"]["emerged_step"] is None
-    assert "no iteration head yet (best L1H0, peaky_thres 0.42)" in summary["verdict"]
+    assert "no iteration head yet (best L1H0, peaky_thres 0.42 against the 0.90 bar)" in summary["verdict"]
+    assert summary["heads"]["iteration"]["grade"] == "none"
     assert "eoi_locator" not in summary["heads"]
     assert summary["accuracy"]["test"]["seq_acc"] is None
 
@@ -96,7 +98,8 @@ def test_emerged_once_but_fell_below_is_not_claimed():
     rows = series("score/iteration/peaky_thres/L1H0", {0: 0.1, 100: 0.95, 200: 0.6})
     summary = summarize(rows)
     assert summary["heads"]["iteration"]["emerged_step"] == 100
-    assert "no iteration head yet (best L1H0, peaky_thres 0.60)" in summary["verdict"]
+    assert "partial iteration head so far at L1H0 (peaky_thres 0.60 against the 0.90 bar)" in summary["verdict"]
+    assert summary["heads"]["iteration"]["grade"] == "partial"
 
 
 def test_threshold_is_inclusive_and_ordering_of_rows_does_not_matter():
@@ -189,3 +192,23 @@ def test_every_phrase_names_a_label_the_intervention_kinds_give():
             spec = InterventionSpec.parse({"kind": name, "variants": [v for v in kind.variants if v != "run"]})
             given |= {kind.label(spec, variant, role) for variant in kind.variants for role in (*ROLES, None)}
     assert set(_PHRASES) <= given
+
+
+def test_a_finished_run_is_graded_without_yet():
+    rows = series("score/iteration/peaky_thres/L1H3", {0: 0.1, 100: 0.87})
+    rows += series("score/eoi_locator/peaky_thres/L0H3", {0: 0.1, 100: 0.34})
+    rows += series("score/iteration/peaky_thres/L1H0", {0: 0.1, 100: 0.2})
+    summary = summarize(rows, finished=True)
+    text = summary["verdict"]
+    assert "yet" not in text and "so far" not in text
+    assert "partial iteration head at L1H3 (peaky_thres 0.87 against the 0.90 bar)" in text
+    assert "no EoI locator (best L0H3, peaky_thres 0.34 against the 0.90 bar)" in text
+    assert summary["heads"]["iteration"]["grade"] == "partial" and summary["heads"]["iteration"]["bar"] == 0.9
+    assert summary["heads"]["eoi_locator"]["grade"] == "none"
+    assert summarize(rows)["verdict"].count("yet") == 1  # the live run: the EoI locator is not there yet
+
+
+@pytest.mark.parametrize(("score", "expected"), [(None, "none"), (0.49, "none"), (0.5, "partial"),
+                                                 (0.899, "partial"), (0.9, "clear"), (1.0, "clear")])
+def test_grades_follow_the_bars(score, expected):
+    assert grade(score) == expected

@@ -180,3 +180,26 @@ def test_serve_with_several_workers_shares_one_secret_key(db, monkeypatch, worke
         assert seen["key"] and len(seen["key"]) >= 32  # drawn once here, inherited by every uvicorn worker
     else:
         assert seen["key"] is None  # one process: security.py's own random key is fine
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`circuitboard runs | head -1`: no BrokenPipeError traceback when the reader stops early."""
+    import subprocess
+    import sys
+
+    db = f"sqlite:///{tmp_path / 'pipe.db'}"
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    code = ("import argparse, sys, core.cli\n"
+            "def many(args):\n"  # a command whose output is far longer than the pipe's buffer
+            "    for i in range(100000): print('run', i)\n"
+            "    return 0\n"
+            "parse = argparse.ArgumentParser.parse_args\n"
+            "def parse_then_swap(self, *a, **k):\n"
+            "    ns = parse(self, *a, **k); ns.fn = many; return ns\n"
+            "argparse.ArgumentParser.parse_args = parse_then_swap\n"
+            f"sys.exit(core.cli.main(['runs', '--db', {db!r}]))\n")
+    shell = f"{sys.executable} -c {__import__('shlex').quote(code)} | head -1"
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {shell}"], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.stdout == "run 0\n"
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 141

@@ -45,3 +45,21 @@ def test_a_zero_accuracy_bar_is_visible_and_labelled(run_with_a_zero, page):
     assert texts == ["0.00"]
     assert page.evaluate("() => document.getElementById('causal-overview').data[1].customdata") == [0.0]
     page.locator("#causal").screenshot(path=str(SCREENS / "causal_zero.png"))
+
+
+def test_each_intervention_kind_shows_its_own_fields_on_their_own_row(run_with_a_zero, page):
+    url, run_id = run_with_a_zero
+    page.goto(f"{url}/runs/{run_id}")
+    visible = lambda: page.evaluate("""() => [...document.querySelectorAll('#causal-form .causal-row[data-kinds]')]
+        .filter(r => r.offsetParent !== null).map(r => r.querySelector('.row-title').textContent)""")
+    page.wait_for_selector("#causal-form select[name=kind]")
+    assert visible() == ["heads"]  # edge, the default kind
+    page.select_option("#causal-form select[name=kind]", "pattern")
+    assert visible() == ["heads", "pattern"]
+    page.select_option("#causal-form select[name=kind]", "probe")
+    assert visible() == ["probe"]
+    rows = page.evaluate("() => [...document.querySelectorAll('#causal-form .causal-row')].filter(r => r.offsetParent)"
+                         ".map(r => r.getBoundingClientRect().top)")
+    assert rows == sorted(rows) and len(set(rows)) == len(rows)  # one row each, not one wrapped line
+    page.locator("#causal-form").screenshot(path=str(SCREENS / "causal_form_probe.png"))
+    assert page.problems == []

@@ -179,6 +179,13 @@
   document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("causal-series").addEventListener("change", drawDetail);
     const form = document.getElementById("causal-form");
+    if (form) {  // each kind's own fields on their own row; the rows of other kinds hide
+      const showKindRows = () => form.querySelectorAll(".causal-row[data-kinds]").forEach((row) => {
+        row.hidden = !row.getAttribute("data-kinds").split(" ").includes(form.elements.kind.value);
+      });
+      form.elements.kind.addEventListener("change", showKindRows);
+      showKindRows();
+    }
     if (form) form.addEventListener("submit", launch);
     load();
   });

@@ -213,3 +213,21 @@ def test_a_sweep_cell_opens_its_run(live_url, recorded, page):
     page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)  # the first column: d_model 16
     page.wait_for_url(re.compile(rf"/runs/{recorded['cell']}$"))
     assert page.problems == []
+
+
+def test_the_share_box_shows_the_whole_link_and_copies_it(live_url, recorded, page):
+    a = recorded["a"]
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_url)
+    open_inert(page, f"{live_url}/runs/{a}")
+    icon = page.evaluate("() => document.querySelector('link[rel=icon]').href")
+    assert page.request.get(icon).status == 200  # every page names a favicon that exists
+    page.click("button[data-share-kind=run]")
+    page.wait_for_function("() => document.querySelector('.share-result input').value.includes('/s/')")
+    link = page.input_value(".share-result input")
+    assert page.evaluate("() => { const i = document.querySelector('.share-result input'); "
+                         "return i.scrollWidth <= i.clientWidth; }"), "the link box cuts the URL"
+    page.click("button.share-copy")
+    page.wait_for_function("() => document.querySelector('button.share-copy').textContent === 'Copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == link
+    page.locator(".share-box").screenshot(path=str(SCREENS / "share_copy.png"))
+    assert page.problems == []

@@ -36,6 +36,26 @@
     }));
   }
 
+  // The large map's overlay: a thin outline inside each expected cell (never wider than the cell, so
+  // the attention under it stays visible), and one legend-only trace per role to name the colour.
+  const INSET = 0.08;
+  function cellOutline(q, k, color, width) {
+    return {type: "rect", xref: "x", yref: "y", x0: k - 0.5 + INSET, x1: k + 0.5 - INSET, y0: q - 0.5 + INSET,
+            y1: q + 0.5 - INSET, line: {color, width}, fillcolor: "rgba(0,0,0,0)", layer: "above"};
+  }
+
+  function overlayShapes(snapshot, layer) {
+    return snapshot.expected.filter((e) => e.layer === layer && e.cells.length).flatMap(
+      (e) => e.cells.map((c) => Object.assign(cellOutline(c[0], c[1], OVERLAY[e.role], 1.5), {name: "expected:" + e.role})));
+  }
+
+  function overlayLegend(snapshot, layer) {
+    return snapshot.expected.filter((e) => e.layer === layer && e.cells.length).map((e) => ({
+      type: "scatter", mode: "markers", name: "expected: " + escapeText(e.title), x: [null], y: [null],
+      hoverinfo: "skip", marker: {symbol: "square-open", size: 10, color: OVERLAY[e.role], line: {width: 1.5}},
+    }));
+  }
+
   function heatmap(snapshot, layer, head, opts) {
     let z = square(snapshot.attention[layer][head]);
     const diff = opts.minus ? true : false;
@@ -50,22 +70,27 @@
     };
   }
 
+  // Every label up to 16 positions; beyond, every second (or third ...) so they do not collide.
   function axis(snapshot, title) {
-    return {tickmode: "array", tickvals: snapshot.labels.map((_, i) => i), ticktext: snapshot.labels.map(escapeText),
+    const stride = Math.ceil(snapshot.labels.length / 16);
+    const vals = snapshot.labels.map((_, i) => i).filter((i) => i % stride === 0);
+    return {tickmode: "array", tickvals: vals, ticktext: vals.map((i) => escapeText(snapshot.labels[i])),
             tickfont: {size: 10}, title: {text: title}, zeroline: false, showgrid: false};
   }
 
   function render(el, snapshot, opts) {
     const o = Object.assign({layer: 0, head: 0, overlay: true}, opts || {});
+    const n = snapshot.labels.length;
     const data = [Object.assign(heatmap(snapshot, o.layer, o.head, o), {colorbar: {thickness: 10}})];
-    if (o.overlay) data.push(...overlayTraces(snapshot, o.layer, "x", "y", true));
+    const shapes = o.overlay ? overlayShapes(snapshot, o.layer) : [];
+    if (o.overlay) data.push(...overlayLegend(snapshot, o.layer));
     const title = (o.title || "L" + o.layer + "H" + o.head) + " at step " + snapshot.step.toLocaleString("en");
     const layout = {
-      title: {text: escapeText(title), font: {size: 14}}, height: 460, margin: {l: 55, r: 20, t: 40, b: 45},
+      title: {text: escapeText(title), font: {size: 14}}, height: 560, margin: {l: 55, r: 20, t: 40, b: 45},
       font: {family: "system-ui, -apple-system, 'Segoe UI', sans-serif", size: 12}, hovermode: "closest",
-      xaxis: Object.assign(axis(snapshot, "key"), {tickangle: -60}),
-      yaxis: Object.assign(axis(snapshot, "query"), {autorange: "reversed"}),
-      showlegend: true, legend: {orientation: "h", y: -0.25},
+      xaxis: Object.assign(axis(snapshot, "key"), {tickangle: -60, range: [-0.5, n - 0.5], constrain: "domain"}),
+      yaxis: Object.assign(axis(snapshot, "query"), {range: [n - 0.5, -0.5], scaleanchor: "x", constrain: "domain"}),
+      showlegend: true, legend: {orientation: "h", y: -0.18}, shapes,
     };
     return window.Plotly.react(el, data, layout, CB.plotConfig);
   }

@@ -44,6 +44,17 @@
     }
   }
 
+  // A bar of accuracy 0.00 is the key result, not missing data: draw it at a small visible floor,
+  // print every value above its bar, and hover the true value (customdata).
+  const BAR_FLOOR = 0.015;
+  function accuracyBars(name, x, values, color, extra) {
+    return Object.assign({type: "bar", name: name, x: x, customdata: values,
+      y: values.map((v) => (v == null ? null : Math.max(v, BAR_FLOOR))),
+      text: values.map((v) => (v == null ? "" : v.toFixed(2))), textposition: "outside", cliponaxis: false,
+      marker: {color: color, line: {color: "#1e1b4b", width: 1}},
+      hovertemplate: "%{x}<br>" + name + " accuracy %{customdata:.3f}<extra></extra>"}, extra || {});
+  }
+
   function drawOverview() {
     const evals = data.series.filter((s) => s.points);
     const el = document.getElementById("causal-overview");
@@ -51,10 +62,10 @@
     const names = evals.map(seriesName);
     const last = evals.map((s) => s.points[s.points.length - 1]);
     window.Plotly.react(el, [
-      {type: "bar", name: "baseline", x: names, y: last.map((p) => p.baseline), marker: {color: "#cbd5e1"}},
-      {type: "bar", name: "intervened", x: names, y: last.map((p) => p.mean), marker: {color: "#4f46e5"},
-       text: last.map((p) => peakyText(p.peaky_thres)), textposition: "none", hovertemplate: "%{x}<br>accuracy %{y:.3f}<br>%{text}<extra></extra>"},
-    ], {title: {text: "accuracy (L = 4..max) at the latest step tested"}, barmode: "group", yaxis: {range: [0, 1.05]},
+      accuracyBars("baseline", names, last.map((p) => p.baseline), "#cbd5e1"),
+      accuracyBars("intervened", names, last.map((p) => p.mean), "#4f46e5", {hovertext: last.map((p) => peakyText(p.peaky_thres)),
+        hovertemplate: "%{x}<br>intervened accuracy %{customdata:.3f}<br>%{hovertext}<extra></extra>"}),
+    ], {title: {text: "accuracy (L = 4..max) at the latest step tested"}, barmode: "group", yaxis: {range: [0, 1.15]},
         margin: {b: 140}, height: 380}, config);
   }
 
@@ -73,10 +84,10 @@
       const p = s.points[0];
       const lengths = Object.keys(p.by_length).sort((a, b) => a - b);
       window.Plotly.react(el, [
-        {type: "bar", name: "baseline", x: lengths, y: lengths.map((n) => p.baseline_by_length[n]), marker: {color: "#cbd5e1"}},
-        {type: "bar", name: "intervened", x: lengths, y: lengths.map((n) => p.by_length[n]), marker: {color: "#4f46e5"}},
+        accuracyBars("baseline", lengths, lengths.map((n) => p.baseline_by_length[n]), "#cbd5e1"),
+        accuracyBars("intervened", lengths, lengths.map((n) => p.by_length[n]), "#4f46e5"),
       ], {title: {text: seriesName(s) + " by length (step " + p.step + "; " + peakyText(p.peaky_thres) + ")"},
-          xaxis: {title: {text: "input length L"}}, yaxis: {range: [0, 1.05]}, barmode: "group", height: 380}, config);
+          xaxis: {title: {text: "input length L"}}, yaxis: {range: [0, 1.15]}, barmode: "group", height: 380}, config);
     } else if (s.latest.grid) {
       const r = s.latest;
       window.Plotly.react(el, [{type: "heatmap", z: r.grid, x: r.positions, y: r.layers.map((l) => "layer " + l),
@@ -168,6 +179,13 @@
   document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("causal-series").addEventListener("change", drawDetail);
     const form = document.getElementById("causal-form");
+    if (form) {  // each kind's own fields on their own row; the rows of other kinds hide
+      const showKindRows = () => form.querySelectorAll(".causal-row[data-kinds]").forEach((row) => {
+        row.hidden = !row.getAttribute("data-kinds").split(" ").includes(form.elements.kind.value);
+      });
+      form.elements.kind.addEventListener("change", showKindRows);
+      showKindRows();
+    }
     if (form) form.addEventListener("submit", launch);
     load();
   });

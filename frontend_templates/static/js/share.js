@@ -45,6 +45,7 @@
       var data = await response.json();
       if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : "could not make a link");
       input.value = window.location.origin + data.url;
+      input.size = Math.max(20, input.value.length);  // the whole URL, not its tail
       out.hidden = false;
       input.focus();
       input.select();
@@ -56,8 +57,21 @@
     }
   }
 
+  async function copy(button) {
+    var input = button.closest(".share-result").querySelector("input");
+    try {
+      await navigator.clipboard.writeText(input.value);
+    } catch (error) {  // no clipboard API (plain http on another host): select and copy the old way
+      input.select();
+      document.execCommand("copy");
+    }
+    button.textContent = "Copied";
+  }
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-share-kind]");
     if (button) share(button);
+    var copyButton = event.target.closest("button.share-copy");
+    if (copyButton) copy(copyButton);
   });
 })();

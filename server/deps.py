@@ -1,28 +1,79 @@
-"""FastAPI dependencies: settings, database sessions and templates, all taken from ``app.state``.
+"""FastAPI dependencies and the types of route parameters, as aliases a route signature names:
 
-    def route(session: Session = Depends(read_session)): ...
+    def route(run_id: RunId, session: ReadSession, access: CurrentAccess): ...
+    def change(run_id: RunId, session: WriteSession, access: OwnerAccess): ...
 
 ``create_app(settings)`` puts the settings, the engine and the Jinja2 environment on ``app.state``;
 nothing here reads the process environment, so tests inject their own settings.
+
+**Ids.** Every id a request names (path, query or JSON body; ``RunId``, ``PathId``, ``QueryId``,
+``BodyId``, and a path's ``StepPath``) is checked by ``ascii_id``: ASCII digits only, at most
+``MAX_ID`` (a SQL integer). ``+1``, ``1.0``, `` 1``, ``١`` (an Arabic-Indic one) and
+5,000 digits are all 422, never parsed into 1 and never a 500 (Python's int() accepts the first four
+and refuses the last with a ValueError). Page routes whose path must not shadow a fixed one
+(``/runs/new`` beside ``/runs/{run_id}``) write ``{run_id:digits}``: the ``digits`` path convertor
+matches ASCII digits and hands the text to the same validator.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.templating import Jinja2Templates
+from pydantic import BeforeValidator, Field
 from sqlalchemy.orm import Session
+from starlette.convertors import Convertor, register_url_convertor
 
 from core.db.session import session_scope
 from core.settings import Settings
-
+from core.specs import MAX_STEPS
+from server.access import Access, get_access, owner_access
 
 MAX_ID = 2**31 - 1  # ids are SQL integers; a larger number names nothing (and must not reach the driver)
-PathId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id")]  # every id in a route's path (pages and API)
-RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="run id")]
-SweepId = Annotated[int, Path(ge=1, le=MAX_ID, description="sweep id")]
+MAX_ID_DIGITS = len(str(MAX_ID))
+
+
+def ascii_id(value: Any) -> Any:
+    """A whole number from a path, a query or JSON (an id, a step): an int as it is; a string only if
+    it is ASCII digits alone, at most ``MAX_ID_DIGITS`` of them (the field's own bounds judge the rest)."""
+    if isinstance(value, bool):
+        raise ValueError("a whole number, not true or false")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise ValueError("write it in the digits 0-9 alone (no sign, space, point or other digits)")
+        if len(value) > MAX_ID_DIGITS:
+            raise ValueError(f"at most {MAX_ID_DIGITS} digits (ids go up to {MAX_ID})")
+        return int(value)
+    raise ValueError("a whole number")
+
+
+_IdCheck = BeforeValidator(ascii_id)
+PathId = Annotated[int, _IdCheck, Path(ge=1, le=MAX_ID, description="a row id")]  # every id in a route's path
+RunId = Annotated[int, _IdCheck, Path(ge=1, le=MAX_ID, description="run id")]
+SweepId = Annotated[int, _IdCheck, Path(ge=1, le=MAX_ID, description="sweep id")]
+ShareId = Annotated[int, _IdCheck, Path(ge=1, le=MAX_ID, description="share link id")]
+QueryId = Annotated[int | None, _IdCheck, Query(ge=1, le=MAX_ID)]  # an optional id in the query string
+BodyId = Annotated[int, _IdCheck, Field(ge=1, le=MAX_ID)]  # an id in a JSON body
+StepPath = Annotated[int, _IdCheck, Path(ge=0, le=MAX_STEPS, description="training step")]
+
+
+class DigitsConvertor(Convertor):
+    """``{run_id:digits}``: ASCII digits, handed on as text so the route's id type judges their size."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: Any) -> str:
+        return str(value)
+
+
+register_url_convertor("digits", DigitsConvertor())
 
 
 def settings(request: Request) -> Settings:
@@ -58,7 +109,10 @@ def write_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+ReadSession = Annotated[Session, Depends(read_session)]
 WriteSession = Annotated[Session, Depends(write_session, scope="function")]  # committed before the response
+CurrentAccess = Annotated[Access, Depends(get_access)]  # the owner, or a share link (read-only)
+OwnerAccess = Annotated[Access, Depends(owner_access)]  # the owner; a share link gets 403
 
 
 def templates(request: Request) -> Jinja2Templates:

@@ -20,7 +20,7 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from core.names import PROBLEM_NAMES
 from core.specs import FLAT_FIELDS, SECTIONS, SpecError, parse_set
-from server.views.submit import SubmitRequest
+from server.submit import SubmitRequest
 
 SECTION_TITLES = {"problem": "Problem (data)", "model": "Model", "train": "Training"}
 CUSTOM_FIELDS = ("init_from", "trainable")  # drawn by the template's own inputs

@@ -4,7 +4,8 @@
 
 Routes live in ``server/api/*.py`` (JSON) and ``server/pages/*.py`` (HTML); each module exposes two
 routers: ``read`` (GET routes a share link may reach) and ``write`` (everything that changes state,
-owner only). ``read`` routers are mounted twice, at ``/`` and under ``/s/{token}`` (see
+owner only). Each route is thin: it reads its parameters, asks a view of ``server.views`` (reads) or
+``server.submit`` (writes), and returns the model as JSON or renders it into a template. ``read`` routers are mounted twice, at ``/`` and under ``/s/{token}`` (see
 ``server.access``); ``write`` routers only at ``/``. Static files come from
 ``frontend_templates/static``; plotly.js is served from the installed plotly package, never a CDN.
 """
@@ -12,6 +13,8 @@ owner only). ``read`` routers are mounted twice, at ``/`` and under ``/s/{token}
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -49,10 +52,17 @@ def plotly_js_path() -> Path:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     upgrade(settings.database_url)
-    app = FastAPI(title="circuitboard", version="0.1.0",
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()  # on shutdown: close the pooled connections
+
+    app = FastAPI(title="circuitboard", version="0.1.0", lifespan=lifespan,
                   description="Watch attention circuits form in small transformers, and test them causally.")
     app.state.settings = settings
-    app.state.engine = make_engine(settings.database_url)
+    app.state.engine = engine
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
@@ -75,9 +85,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     security.install(app, settings)
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # pages and JSON alike; already-encoded bodies pass
-
-    @app.on_event("shutdown")
-    def dispose_engine() -> None:
-        app.state.engine.dispose()
-
     return app

@@ -1,163 +1,30 @@
-"""Compare runs side by side: ``GET /api/compare?runs=3,5[,8]``, the JSON twin of ``/compare``.
+"""``GET /api/compare?runs=3,5[,8]``: the JSON twin of ``/compare`` (``server.views.compare`` builds both).
 
-For every run the same probe sequence (by index in the probe set) and the same layer/head, at
-linked steps: ``link=step`` takes the snapshot nearest to the same optimizer step, ``link=fraction``
-the one nearest to the same fraction of training (the first run is the reference; ``step`` is
-its step, by default its last snapshot). Also the signed difference map of the first two runs
-(A - B), their curves overlaid (test seq_acc, train loss, each circuit head's peaky_thres), and the
-spec keys whose values differ. Figures are plotly dicts from ``server.figures_compare``.
+For every run the same probe sequence and head at linked steps (``link=step``: nearest the same
+optimizer step; ``link=fraction``: nearest the same fraction of training), the difference map of
+the first two runs, their curves overlaid and the spec keys that differ, as plotly dicts.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Query
 
-from core.db import crud
-from core.db.models import Run
-from core.names import ROLES, score_key
-from core.summary import ROLE_TITLES
-from server import figures_compare as F
-from server.figures import full_matrix
-from server.access import Access, get_access
-from server.deps import MAX_ID, read_session
-from server.views import runs as views
+from server.deps import CurrentAccess, ReadSession
+from server.views import compare as views
 
 read = APIRouter(tags=["compare"])
 write = APIRouter()
 
-MAX_RUNS = 4
-CURVES = (("test/seq_acc", "test seq_acc", (0, 1.02)), ("train/loss", "train loss", None))
-
-
-def parse_run_ids(text: str) -> list[int]:
-    """``"3,5,8"`` -> [3, 5, 8]; 422 unless 2..4 distinct positive ids."""
-    try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise HTTPException(status_code=422, detail=[{"field": "runs", "msg": "runs is a comma-separated list of run ids"}])
-    ids = list(dict.fromkeys(ids))
-    if not 2 <= len(ids) <= MAX_RUNS or not all(1 <= i <= MAX_ID for i in ids):
-        raise HTTPException(status_code=422, detail=[{"field": "runs", "msg": f"name 2 to {MAX_RUNS} distinct run ids"}])
-    return ids
-
-
-def _runs(session: Session, access: Access, run_ids: list[int]) -> list[Run]:
-    runs = []
-    for run_id in run_ids:
-        access.require_run(run_id)
-        run = crud.get_run(session, run_id=run_id)
-        if run is None:
-            raise HTTPException(status_code=404, detail=f"no run {run_id}")
-        runs.append(run)
-    return runs
-
-
-def _default_head(run: Run) -> tuple[int, int]:
-    head = (run.summary or {}).get("heads", {}).get("iteration")
-    if head:
-        return int(head["layer"]), int(head["head"])
-    return max(int(run.spec.get("n_layers", 1)) - 1, 0), 0
-
-
-def _panel(session: Session, run: Run, *, step: int | None, probe: int, layer: int, head: int) -> dict:
-    base = {"run_id": run.id, "title": F.run_title(run.id, run.name), "step": step,
-            "total_steps": run.total_steps}
-    if step is None:
-        return {**base, "error": "no snapshot yet"}
-    try:  # the run page's own view of the snapshot: one place reads, unpacks and slices it
-        lengths = views.snapshot_lengths(session, run_id=run.id, step=step)
-        index = len(lengths) - 1 if probe < 0 else min(probe, len(lengths) - 1)  # default: the longest probe
-        view = views.snapshot_view(session, run_id=run.id, step=step, probe=index)
-    except views.NotFound:
-        return {**base, "error": "no snapshot yet"}
-    if layer >= view.n_layers or head >= view.n_heads:
-        return {**base, "error": f"this run has no head L{layer}H{head}"}
-    return {**base, "probe": index, "length": view.length, "labels": view.labels, "tokens": view.tokens,
-            "z": full_matrix(view.attention[layer][head])}
-
-
-def _curves(session: Session, runs: list[Run]) -> list[dict]:
-    figures = []
-    for key, title, y_range in CURVES:
-        series = []
-        for i, run in enumerate(runs):
-            rows = crud.get_metrics(session, run_id=run.id, keys=[key])
-            series.append({"name": F.run_title(run.id, run.name), "x": [r[1] for r in rows],
-                           "y": [r[2] for r in rows], "colour": F.RUN_COLOURS[i % len(F.RUN_COLOURS)]})
-        figures.append({"key": key, "figure": F.curves_figure(series, title=title, y_range=y_range)})
-    for role in ROLES:
-        series = []
-        for i, run in enumerate(runs):
-            head = (run.summary or {}).get("heads", {}).get(role)
-            if not head:
-                continue
-            rows = crud.get_metrics(session, run_id=run.id,
-                                    keys=[score_key(role, "peaky_thres", head["layer"], head["head"])])
-            series.append({"name": f"{F.run_title(run.id, run.name)} L{head['layer']}H{head['head']}",
-                           "x": [r[1] for r in rows], "y": [r[2] for r in rows],
-                           "colour": F.RUN_COLOURS[i % len(F.RUN_COLOURS)]})
-        figures.append({"key": f"peaky_thres/{role}",
-                        "figure": F.curves_figure(series, title=f"{ROLE_TITLES[role]} peaky_thres (circuit head of each run)",
-                                                  y_range=(0, 1.02))})
-    return figures
-
-
-def build_compare(session: Session, *, access: Access, run_ids: list[int], step: int | None, link: str,
-                  layer: int | None, head: int | None, probe: int | None) -> dict[str, Any]:
-    """Everything the compare view shows, as JSON-ready data (figures included)."""
-    runs = _runs(session, access, run_ids)
-    steps = {run.id: crud.list_snapshot_steps(session, run_id=run.id) for run in runs}
-    reference = runs[0]
-    if step is None:
-        step = steps[reference.id][-1] if steps[reference.id] else 0
-    default_layer, default_head = _default_head(reference)
-    layer = default_layer if layer is None else layer
-    head = default_head if head is None else head
-    probe = -1 if probe is None else probe
-    panels = []
-    for run in runs:
-        linked = F.linked_step(steps[run.id], step=step, reference_total=reference.total_steps or 1,
-                               total=run.total_steps or 1, mode=link)
-        panels.append(_panel(session, run, step=linked, probe=probe, layer=layer, head=head))
-    diff = None
-    a, b = panels[0], panels[1]
-    if "z" in a and "z" in b:
-        z = F.difference(a["z"], b["z"])
-        if z is not None:
-            diff = {"max_abs": float(np.nanmax(np.abs(np.asarray(z, dtype=np.float64)))) if z else 0.0,
-                    "figure": F.difference_figure(z, a["labels"], f"A - B (#{a['run_id']} minus #{b['run_id']}) · step {a['step']} vs {b['step']}")}
-    for panel in panels:  # each map travels once, inside its figure
-        panel["steps"] = steps[panel["run_id"]]
-        if "z" in panel:
-            panel["figure"] = F.attention_figure(panel.pop("z"), panel["labels"],
-                                                 f"{panel['title']} · L{layer}H{head} · step {panel['step']}")
-    return {
-        "runs": [{"id": run.id, "name": run.name, "status": run.status, "total_steps": run.total_steps,
-                  "url": access.url(f"/runs/{run.id}"), "verdict": (run.summary or {}).get("verdict")} for run in runs],
-        "step": step, "link": link, "layer": layer, "head": head, "probe": panels[0].get("probe"),
-        "same_probe": _same_probe(panels),
-        "panels": panels, "difference": diff,
-        "curves": _curves(session, runs),
-        "config_diff": F.config_diff([run.spec for run in runs]),
-    }
-
-
-def _same_probe(panels: list[dict]) -> bool:
-    tokens = [panel.get("tokens") for panel in panels]
-    return all(t is not None and t == tokens[0] for t in tokens)
-
 
 @read.get("/api/compare")
-def compare(runs: Annotated[str, Query(max_length=200, description="2 to 4 run ids, comma-separated")],
+def compare(session: ReadSession, access: CurrentAccess,
+            runs: Annotated[str, Query(max_length=200, description="2 to 4 run ids, comma-separated")],
             step: Annotated[int | None, Query(ge=0, le=10**9)] = None,
             link: Literal["step", "fraction"] = "step",
             layer: Annotated[int | None, Query(ge=0, le=64)] = None,
             head: Annotated[int | None, Query(ge=0, le=256)] = None,
-            probe: Annotated[int | None, Query(ge=0, le=100_000)] = None,
-            session: Session = Depends(read_session), access: Access = Depends(get_access)) -> dict:
-    return build_compare(session, access=access, run_ids=parse_run_ids(runs), step=step, link=link,
-                         layer=layer, head=head, probe=probe)
+            probe: Annotated[int | None, Query(ge=0, le=100_000)] = None) -> dict:
+    return views.compare_view(session, access=access, run_ids=views.parse_run_ids(runs), step=step, link=link,
+                              layer=layer, head=head, probe=probe)

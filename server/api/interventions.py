@@ -14,11 +14,10 @@ circuit heads' peakiness and the causal verdict (``core.summary.causal_verdict``
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from core.causal import results
 from core.causal.specs import InterventionSpec
@@ -26,12 +25,11 @@ from core.db import crud, jobs
 from core.db.session import session_scope
 from core.submit import dispatch
 from core.summary import causal_verdict, run_summary
-from server.access import Access, get_access
-from server.deps import RunId, read_session
+from server.deps import CurrentAccess, OwnerAccess, ReadSession, RunId
+from server.errors import NotFound
 
 read = APIRouter(tags=["interventions"])
 write = APIRouter(tags=["interventions"])
-
 
 
 class InterventionQueued(BaseModel):
@@ -40,12 +38,11 @@ class InterventionQueued(BaseModel):
 
 
 @read.get("/api/runs/{run_id}/interventions", summary="A run's intervention results, grouped for charts")
-def list_interventions(run_id: RunId, access: Annotated[Access, Depends(get_access)],
-                       session: Annotated[Session, Depends(read_session)]) -> dict[str, Any]:
+def list_interventions(run_id: RunId, access: CurrentAccess, session: ReadSession) -> dict[str, Any]:
     access.require_run(run_id)
     run = crud.get_run(session, run_id=run_id)
     if run is None:
-        raise HTTPException(status_code=404, detail=f"no run {run_id}")
+        raise NotFound(f"no run {run_id}")
     rows = results.list_results(session, run_id=run_id)
     summary = run_summary(session, run)
     recent = [{"id": job.id, "status": job.status, "progress": job.progress or {},
@@ -59,12 +56,10 @@ def list_interventions(run_id: RunId, access: Annotated[Access, Depends(get_acce
 @write.post("/api/runs/{run_id}/interventions", status_code=201, response_model=InterventionQueued,
             summary="Queue an intervention job on a run's checkpoints")
 def create_intervention(request: Request, run_id: RunId, spec: InterventionSpec,
-                        access: Annotated[Access, Depends(get_access)]) -> InterventionQueued:
-    access.require_owner()
-    access.require_run(run_id)
+                        _owner: OwnerAccess) -> InterventionQueued:
     with session_scope(request.app.state.engine) as session:
         if crud.get_run(session, run_id=run_id) is None:
-            raise HTTPException(status_code=404, detail=f"no run {run_id}")
+            raise NotFound(f"no run {run_id}")
         job_id = jobs.submit_intervention_job(session, run_id=run_id, spec=spec.model_dump(mode="json")).id
     dispatch(request.app.state.settings, [job_id])  # after the commit
     return InterventionQueued(job_id=job_id, run_id=run_id)

@@ -9,8 +9,8 @@
 Reads (``read``) are also served under a share link (``/s/{token}/api/...``) for the runs it names;
 writes (``write``) are the owner's. Every 4xx is JSON ``{"detail": "..."}``; bad input (422) is
 ``{"detail": [{"field", "msg"}, ...]}``, one shape for a bad request and a bad spec alike (the
-handlers of ``server.security``: a ``SpecError`` raised here reaches them). Routes stay thin: the
-work is in ``server.views``.
+handlers of ``server.errors``: a ``SpecError`` or ``NotFound`` raised anywhere below reaches them).
+Routes stay thin: reads are ``server.views.runs``, new runs ``server.submit``.
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ import io
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from core.db import crud, jobs
 from core.db.jobs import JobNotFound
 from core.db.models import CheckpointKind
 from core.db.session import session_scope
-from core.specs import MAX_STEPS
+from core.names import SCORE_PATTERN
 from core.submit import dispatch
-from server import deps, figures
-from server.deps import RunId
-from server.access import Access, get_access
+from server import figures
+from server.deps import CurrentAccess, OwnerAccess, ReadSession, RunId, StepPath
+from server.errors import NotFound
 from server.views import runs as views
 from server.views.schemas import (
     BudgetView,
@@ -47,12 +46,11 @@ from server.views.schemas import (
     SnapshotView,
     ValidationErrorBody,
 )
-from server.views.submit import SubmitRequest, budget, resolve_spec, submit
+from server.submit import SubmitRequest, budget, resolve_spec, submit
 
 read = APIRouter(prefix="/api", tags=["runs"])
 write = APIRouter(prefix="/api", tags=["runs"])
 
-Step = Annotated[int, Path(ge=0, le=MAX_STEPS, description="training step")]
 ERRORS = {404: {"model": ErrorBody}, 422: {"model": ValidationErrorBody}}
 
 
@@ -69,7 +67,7 @@ def json_response(model: BaseModel) -> Response:
 
 
 @read.get("/runs", response_model=RunPage, summary="List runs (filters, sort, pages)")
-def list_runs(access: Annotated[Access, Depends(get_access)], session: Annotated[Session, Depends(deps.read_session)],
+def list_runs(access: CurrentAccess, session: ReadSession,
               problem: Annotated[str | None, Query(max_length=100)] = None,
               status: Annotated[str | None, Query(pattern="^(?i:QUEUED|RUNNING|SUCCEEDED|FAILED|CANCELLED)$")] = None,
               tag: Annotated[str | None, Query(max_length=50)] = None,
@@ -83,61 +81,45 @@ def list_runs(access: Annotated[Access, Depends(get_access)], session: Annotated
 
 
 @read.get("/runs/{run_id}", response_model=RunDetail, responses=ERRORS, summary="One run")
-def get_run(run_id: RunId, access: Annotated[Access, Depends(get_access)],
-            session: Annotated[Session, Depends(deps.read_session)]) -> Any:
+def get_run(run_id: RunId, access: CurrentAccess,
+            session: ReadSession) -> Any:
     access.require_run(run_id)
-    try:
-        return views.run_detail(session, run_id=run_id, access=access)
-    except views.NotFound as exc:
-        return error(404, str(exc))
+    return views.run_detail(session, run_id=run_id, access=access)
 
 
 @read.get("/runs/{run_id}/metrics", response_model=Metrics, responses=ERRORS, summary="A run's metrics")
-def get_metrics(run_id: RunId, access: Annotated[Access, Depends(get_access)],
-                session: Annotated[Session, Depends(deps.read_session)],
+def get_metrics(run_id: RunId, access: CurrentAccess,
+                session: ReadSession,
                 keys: Annotated[str | None, Query(max_length=5000, description="comma-separated metric keys")] = None,
                 prefix: Annotated[str | None, Query(max_length=200, description="e.g. test/ or score/iteration/")] = None,
                 format: Annotated[str, Query(pattern="^(long|series)$")] = "long") -> Any:
     access.require_run(run_id)
     wanted = [key.strip() for key in keys.split(",") if key.strip()] if keys else None
-    try:
-        return json_response(views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix,
-                                                    grouped=format == "series"))
-    except views.NotFound as exc:
-        return error(404, str(exc))
+    return json_response(views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix, grouped=format == "series"))
 
 
 @read.get("/runs/{run_id}/snapshots", response_model=SnapshotSteps, responses=ERRORS, summary="Snapshot steps")
-def get_snapshot_steps(run_id: RunId, access: Annotated[Access, Depends(get_access)],
-                       session: Annotated[Session, Depends(deps.read_session)]) -> Any:
+def get_snapshot_steps(run_id: RunId, access: CurrentAccess,
+                       session: ReadSession) -> Any:
     access.require_run(run_id)
-    try:
-        return SnapshotSteps(run_id=run_id, steps=views.snapshot_steps(session, run_id=run_id))
-    except views.NotFound as exc:
-        return error(404, str(exc))
+    return SnapshotSteps(run_id=run_id, steps=views.snapshot_steps(session, run_id=run_id))
 
 
 @read.get("/runs/{run_id}/snapshots/{step}", response_model=SnapshotView, responses=ERRORS,
           summary="One probe sequence's attention at one step, every layer and head")
-def get_snapshot(run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
-                 session: Annotated[Session, Depends(deps.read_session)],
+def get_snapshot(run_id: RunId, step: StepPath, access: CurrentAccess,
+                 session: ReadSession,
                  probe: Annotated[int, Query(ge=0, le=100_000, description="index in the probe set")] = 0) -> Any:
     access.require_run(run_id)
-    try:
-        return json_response(views.snapshot_view(session, run_id=run_id, step=step, probe=probe))
-    except views.NotFound as exc:
-        return error(404, str(exc))
+    return json_response(views.snapshot_view(session, run_id=run_id, step=step, probe=probe))
 
 
 @read.get("/runs/{run_id}/figures", response_model=FigureSet, responses=ERRORS, summary="The run page's plotly figures (for live updates)")
-def get_figures(run_id: RunId, access: Annotated[Access, Depends(get_access)],
-                session: Annotated[Session, Depends(deps.read_session)],
-                score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Any:
+def get_figures(run_id: RunId, access: CurrentAccess,
+                session: ReadSession,
+                score: Annotated[str, Query(pattern=SCORE_PATTERN)] = "peaky_thres") -> Any:
     access.require_run(run_id)
-    try:
-        run = views.get_run(session, run_id=run_id)
-    except views.NotFound as exc:
-        return error(404, str(exc))
+    run = views.get_run(session, run_id=run_id)
     rows = views.figure_rows(session, run_id=run_id, score=score)
     return json_response(FigureSet(figures=figures.run_figures(rows, run.summary or {}, score=score)))
 
@@ -150,25 +132,19 @@ def _attachment(body: bytes, filename: str, media_type: str) -> Response:
 
 
 @read.get("/runs/{run_id}/download/metrics.json", responses=ERRORS, summary="Download every metric (long form)")
-def download_metrics(run_id: RunId, access: Annotated[Access, Depends(get_access)],
-                     session: Annotated[Session, Depends(deps.read_session)]) -> Response:
+def download_metrics(run_id: RunId, access: CurrentAccess,
+                     session: ReadSession) -> Response:
     access.require_run(run_id)
-    try:
-        body = views.metrics(session, run_id=run_id).model_dump_json().encode()
-    except views.NotFound as exc:
-        return error(404, str(exc))
+    body = views.metrics(session, run_id=run_id).model_dump_json().encode()
     return _attachment(body, f"run{run_id}-metrics.json", "application/json")
 
 
 @read.get("/runs/{run_id}/download/snapshots.npz", responses=ERRORS,
           summary="Download every snapshot (numpy npz: step_<n> [probe, layer, head, query, key] float16)")
-def download_snapshots(run_id: RunId, access: Annotated[Access, Depends(get_access)],
-                       session: Annotated[Session, Depends(deps.read_session)]) -> Response:
+def download_snapshots(run_id: RunId, access: CurrentAccess,
+                       session: ReadSession) -> Response:
     access.require_run(run_id)
-    try:
-        arrays = views.all_snapshots(session, run_id=run_id)
-    except views.NotFound as exc:
-        return error(404, str(exc))
+    arrays = views.all_snapshots(session, run_id=run_id)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return _attachment(buffer.getvalue(), f"run{run_id}-snapshots.npz", "application/octet-stream")
@@ -176,8 +152,8 @@ def download_snapshots(run_id: RunId, access: Annotated[Access, Depends(get_acce
 
 @read.get("/runs/{run_id}/download/checkpoint/{step}", responses=ERRORS,
           summary="Download a checkpoint (torch.save bytes; weights, or resume with the optimizer)")
-def download_checkpoint(run_id: RunId, step: Step, access: Annotated[Access, Depends(get_access)],
-                        session: Annotated[Session, Depends(deps.read_session)],
+def download_checkpoint(run_id: RunId, step: StepPath, access: CurrentAccess,
+                        session: ReadSession,
                         kind: Annotated[str | None, Query(pattern="^(weights|resume)$")] = None) -> Response:
     access.require_run(run_id)
     kinds = [kind] if kind else [CheckpointKind.WEIGHTS.value, CheckpointKind.RESUME.value]
@@ -189,7 +165,7 @@ def download_checkpoint(run_id: RunId, step: Step, access: Annotated[Access, Dep
         if row is not None:
             return _attachment(row.data, f"run{run_id}-step{step}-{each}.pt", "application/octet-stream")
     steps = crud.checkpoint_steps(session, run_id=run_id)
-    return error(404, f"run {run_id} has no {kind or ''} checkpoint at step {step}".replace("  ", " ")
+    raise NotFound(f"run {run_id} has no {kind or ''} checkpoint at step {step}".replace("  ", " ")
                  + f"; checkpoint steps: {', '.join(map(str, steps)) or 'none'}")
 
 
@@ -198,8 +174,7 @@ def download_checkpoint(run_id: RunId, step: Step, access: Annotated[Access, Dep
 
 @write.post("/runs", status_code=201, response_model=Created, responses={200: {"model": Created}, **ERRORS},
             summary="Queue a run (a preset and overrides, or a whole flat spec)")
-def create_run(request: Request, body: SubmitRequest, access: Annotated[Access, Depends(get_access)]) -> Any:
-    access.require_owner()
+def create_run(request: Request, body: SubmitRequest, _owner: OwnerAccess) -> Any:
     queued = submit(request.app.state.engine, request.app.state.settings, body)  # SpecError -> 422
     created = Created(id=queued.run_id, url=f"/runs/{queued.run_id}", job_id=queued.job_id, created=queued.created)
     return created if queued.created else JSONResponse(created.model_dump(), status_code=200)
@@ -207,17 +182,13 @@ def create_run(request: Request, body: SubmitRequest, access: Annotated[Access, 
 
 @write.post("/estimate", response_model=BudgetView, responses=ERRORS,
             summary="What a spec would cost (parameters, memory, time), without queueing it")
-def estimate(body: SubmitRequest, access: Annotated[Access, Depends(get_access)]) -> Any:
-    access.require_owner()
+def estimate(body: SubmitRequest, _owner: OwnerAccess) -> Any:
     return budget(resolve_spec(body))  # SpecError -> 422
 
 
 def _job_action(request: Request, run_id: int, action: str) -> Any:
     with session_scope(request.app.state.engine) as session:
-        try:
-            run = views.get_run(session, run_id=run_id)
-        except views.NotFound as exc:
-            return error(404, str(exc))
+        run = views.get_run(session, run_id=run_id)
         job = views.latest_train_job(session, run_id=run_id)
         if job is None:
             return error(409, f"run {run_id} has no train job")
@@ -238,13 +209,11 @@ def _job_action(request: Request, run_id: int, action: str) -> Any:
 
 @write.post("/runs/{run_id}/cancel", response_model=JobAction, responses={409: {"model": ErrorBody}, **ERRORS},
             summary="Cancel the run's job (at once when queued; the worker stops a running one)")
-def cancel_run(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)]) -> Any:
-    access.require_owner()
+def cancel_run(request: Request, run_id: RunId, _owner: OwnerAccess) -> Any:
     return _job_action(request, run_id, "cancel")
 
 
 @write.post("/runs/{run_id}/retry", response_model=JobAction, responses={409: {"model": ErrorBody}, **ERRORS},
             summary="Queue a FAILED or CANCELLED run's job again (it resumes from its last checkpoint)")
-def retry_run(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)]) -> Any:
-    access.require_owner()
+def retry_run(request: Request, run_id: RunId, _owner: OwnerAccess) -> Any:
     return _job_action(request, run_id, "retry")

@@ -15,25 +15,24 @@ owner's: none is mounted under /s/.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import crud, shares
 from core.db.models import Share, Sweep, utcnow
-from server.access import Access, get_access
-from server.deps import MAX_ID, PathId, WriteSession, read_session
+from server.deps import BodyId, OwnerAccess, ReadSession, RunId, ShareId, WriteSession
+from server.errors import NotFound
 
 read = APIRouter()
 write = APIRouter(tags=["shares"])
 
 MAX_COMPARED = 4
 MAX_STATE_CHARS = 2000
-RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class ShareIn(BaseModel):
@@ -46,8 +45,8 @@ class ShareIn(BaseModel):
 
 class NewShare(ShareIn):
     kind: Literal["run", "compare", "sweep"]
-    run_ids: list[RowId] = Field(default_factory=list, max_length=MAX_COMPARED)
-    sweep_id: RowId | None = None
+    run_ids: list[BodyId] = Field(default_factory=list, max_length=MAX_COMPARED)
+    sweep_id: BodyId | None = None
 
     @model_validator(mode="after")
     def _target_fits_kind(self) -> "NewShare":
@@ -102,10 +101,10 @@ def create_link(session: Session, *, kind: str, run_ids: list[int], sweep_id: in
     run_ids = list(dict.fromkeys(run_ids))
     for run_id in run_ids:
         if crud.get_run(session, run_id=run_id) is None:
-            raise HTTPException(status_code=404, detail=f"no run {run_id}")
+            raise NotFound(f"no run {run_id}")
     if kind == "sweep":
         if session.get(Sweep, sweep_id) is None:
-            raise HTTPException(status_code=404, detail=f"no sweep {sweep_id}")
+            raise NotFound(f"no sweep {sweep_id}")
         target: dict = {"sweep_id": sweep_id}
     else:
         target = {"run_ids": run_ids}
@@ -126,14 +125,9 @@ def _out(share: Share, url: str) -> ShareOut:
     return ShareOut(id=share.id, kind=share.kind, url=url, label=share.label, expires_at=share.expires_at)
 
 
-def owner(access: Access = Depends(get_access)) -> Access:
-    access.require_owner()
-    return access
-
-
 @write.post("/api/runs/{run_id}/shares", status_code=201, response_model=ShareOut)
-def create_run_share(run_id: PathId, body: ShareIn, response: Response, session: WriteSession,
-                     _owner: Access = Depends(owner)) -> ShareOut:
+def create_run_share(run_id: RunId, body: ShareIn, response: Response, session: WriteSession,
+                     _owner: OwnerAccess) -> ShareOut:
     response.headers["Cache-Control"] = "no-store"  # the body holds the token
     share, url = create_link(session, kind="run", run_ids=[run_id], sweep_id=None, label=body.label,
                              expires_in_hours=body.expires_in_hours, state=body.state)
@@ -142,7 +136,7 @@ def create_run_share(run_id: PathId, body: ShareIn, response: Response, session:
 
 @write.post("/api/shares", status_code=201, response_model=ShareOut)
 def create_share(body: NewShare, response: Response, session: WriteSession,
-                 _owner: Access = Depends(owner)) -> ShareOut:
+                 _owner: OwnerAccess) -> ShareOut:
     response.headers["Cache-Control"] = "no-store"  # the body holds the token
     share, url = create_link(session, kind=body.kind, run_ids=body.run_ids, sweep_id=body.sweep_id,
                              label=body.label, expires_in_hours=body.expires_in_hours, state=body.state)
@@ -150,22 +144,22 @@ def create_share(body: NewShare, response: Response, session: WriteSession,
 
 
 @write.get("/api/runs/{run_id}/shares", response_model=list[ShareRow])
-def list_run_shares(run_id: PathId, session: Session = Depends(read_session),
-                    _owner: Access = Depends(owner)) -> list[ShareRow]:
+def list_run_shares(run_id: RunId, session: ReadSession,
+                    _owner: OwnerAccess) -> list[ShareRow]:
     if crud.get_run(session, run_id=run_id) is None:
-        raise HTTPException(status_code=404, detail=f"no run {run_id}")
+        raise NotFound(f"no run {run_id}")
     return [share_row(share) for share in shares.list_for_run(session, run_id=run_id)]
 
 
 @write.get("/api/shares", response_model=list[ShareRow])
-def list_all_shares(session: Session = Depends(read_session), _owner: Access = Depends(owner)) -> list[ShareRow]:
+def list_all_shares(session: ReadSession, _owner: OwnerAccess) -> list[ShareRow]:
     return [share_row(share) for share in session.scalars(select(Share).order_by(Share.id.desc()).limit(500))]
 
 
 @write.delete("/api/shares/{share_id}", response_model=ShareRow)
-def revoke_share(share_id: PathId, session: WriteSession,
-                 _owner: Access = Depends(owner)) -> ShareRow:
+def revoke_share(share_id: ShareId, session: WriteSession,
+                 _owner: OwnerAccess) -> ShareRow:
     share = shares.revoke(session, share_id=share_id)
     if share is None:
-        raise HTTPException(status_code=404, detail=f"no share link {share_id}")
+        raise NotFound(f"no share link {share_id}")
     return share_row(share)

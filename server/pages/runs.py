@@ -12,27 +12,27 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from core.db import crud
+from core.names import HEADLINE_SCORE, ROLE_TITLES, SCORE_PATTERN, SCORES
 from core.presets import PRESET_TITLES, PRESETS
 from core.specs import FLAT_FIELDS, RunSpec, SpecError
-from core.summary import ROLE_TITLES
-from server import deps, figures
-from server.deps import RunId
-from server.access import Access, get_access
+from server import figures
+from server.access import Access
+from server.deps import CurrentAccess, OwnerAccess, QueryId, ReadSession, RunId
 from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, parse_form
 from server.views import runs as views
-from server.views.submit import budget, problems, submit
+from server.submit import budget, problems, submit
 
 read = APIRouter(include_in_schema=False)
 write = APIRouter(include_in_schema=False)
 
 STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-SCORE_NAMES = ("peaky_thres", "peaky_abs", "inv", "mul")
+SCORE_NAMES = (HEADLINE_SCORE, *(name for name in SCORES if name != HEADLINE_SCORE))  # the headline first
 DEFAULT_PRESET = "fast-polynomial"
 
 
@@ -46,8 +46,8 @@ def _page(request: Request, template: str, access: Access, status_code: int = 20
 
 
 @read.get("/", response_class=HTMLResponse)
-def runs_page(request: Request, access: Annotated[Access, Depends(get_access)],
-              session: Annotated[Session, Depends(deps.read_session)],
+def runs_page(request: Request, access: CurrentAccess,
+              session: ReadSession,
               problem: Annotated[str | None, Query(max_length=100)] = None,
               status: Annotated[str | None, Query(max_length=20)] = None,
               tag: Annotated[str | None, Query(max_length=50)] = None,
@@ -68,20 +68,17 @@ def runs_page(request: Request, access: Annotated[Access, Depends(get_access)],
 # ---------------------------------------------------------------- one run
 
 
-@read.get("/runs/{run_id:int}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: RunId, access: Annotated[Access, Depends(get_access)],
-             session: Annotated[Session, Depends(deps.read_session)],
+@read.get("/runs/{run_id:digits}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: RunId, access: CurrentAccess,
+             session: ReadSession,
              step: Annotated[int | None, Query(ge=0)] = None,
              probe: Annotated[int | None, Query(ge=0)] = None,
              length: Annotated[int | None, Query(ge=1)] = None,
              layer: Annotated[int | None, Query(ge=0)] = None,
              head: Annotated[int | None, Query(ge=0)] = None,
-             score: Annotated[str, Query(pattern="^(peaky_abs|peaky_thres|inv|mul)$")] = "peaky_thres") -> Response:
+             score: Annotated[str, Query(pattern=SCORE_PATTERN)] = "peaky_thres") -> Response:
     access.require_run(run_id)
-    try:
-        run = views.run_detail(session, run_id=run_id, access=access)
-    except views.NotFound as exc:
-        return _page(request, "partials/run_missing.html", access, status_code=404, message=str(exc))
+    run = views.run_detail(session, run_id=run_id, access=access)  # NotFound: the not-found page (server.errors)
     rows = views.figure_rows(session, run_id=run_id, score=score)
     state, snapshot = _viewer_state(session, run, step=step, probe=probe, length=length, layer=layer, head=head)
     focus = (figures.attention_figure(snapshot, layer=state["layer"], head=state["head"]) if snapshot else None)
@@ -118,13 +115,12 @@ def _viewer_state(session: Session, run, *, step, probe, length, layer, head) ->
 
 
 @write.get("/runs/new", response_class=HTMLResponse)
-def new_run_page(request: Request, access: Annotated[Access, Depends(get_access)],
-                 session: Annotated[Session, Depends(deps.read_session)],
+def new_run_page(request: Request, access: OwnerAccess,
+                 session: ReadSession,
                  preset: Annotated[str | None, Query(max_length=100)] = None,
-                 copy: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="start from this run's spec")] = None,
-                 init_run: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+                 copy: QueryId = None,  # start from this run's spec
+                 init_run: QueryId = None,
                  init_step: Annotated[int | None, Query(ge=0)] = None) -> HTMLResponse:
-    access.require_owner()
     preset = preset if preset in PRESETS else DEFAULT_PRESET
     values = preset_values(preset)
     name = ""
@@ -157,8 +153,7 @@ def _form(request: Request, access: Access, *, values: dict, preset: str, meta: 
 
 
 @write.post("/runs/new", response_class=HTMLResponse)
-async def new_run_submit(request: Request, access: Annotated[Access, Depends(get_access)]) -> Response:
-    access.require_owner()
+async def new_run_submit(request: Request, access: OwnerAccess) -> Response:
     form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
     return await run_in_threadpool(_submit_form, request, access, form)  # the database work blocks
 

@@ -11,16 +11,17 @@ this module has no ``read`` routes, so nothing here exists under /s/.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from core.db import crud, shares
 from server.access import Access
-from server.api.shares import ShareIn, create_link, owner, share_row
-from server.deps import PathId, WriteSession, read_session
-from server.security import safe_next
+from server.api.shares import ShareIn, create_link, share_row
+from server.deps import OwnerAccess, ReadSession, RunId, ShareId, WriteSession
+from server.errors import NotFound
+from server.login import safe_next
 
 read = APIRouter()
 write = APIRouter(include_in_schema=False)
@@ -30,7 +31,7 @@ def _page(request: Request, session: Session, *, run_id: int, access: Access, ne
           errors: list[str] | None = None, status_code: int = 200) -> Response:
     run = crud.get_run(session, run_id=run_id)
     if run is None:
-        raise HTTPException(status_code=404, detail=f"no run {run_id}")
+        raise NotFound(f"no run {run_id}")
     links = [share_row(share) for share in shares.list_for_run(session, run_id=run_id)]
     return request.app.state.templates.TemplateResponse(
         request, "shares.html", {"access": access, "run": run, "links": links, "new_url": new_url,
@@ -38,15 +39,13 @@ def _page(request: Request, session: Session, *, run_id: int, access: Access, ne
 
 
 @write.get("/runs/{run_id}/shares")
-def run_shares(request: Request, run_id: PathId, session: Session = Depends(read_session),
-               access: Access = Depends(owner)) -> Response:
+def run_shares(request: Request, run_id: RunId, session: ReadSession, access: OwnerAccess) -> Response:
     return _page(request, session, run_id=run_id, access=access)
 
 
 @write.post("/runs/{run_id}/shares")
-def new_run_share(request: Request, run_id: PathId, session: WriteSession, label: str = Form(""),
-                  expires_in_hours: str = Form(""), state: str = Form(""),
-                  access: Access = Depends(owner)) -> Response:
+def new_run_share(request: Request, run_id: RunId, session: WriteSession, access: OwnerAccess,
+                  label: str = Form(""), expires_in_hours: str = Form(""), state: str = Form("")) -> Response:
     try:
         body = ShareIn(label=label, state=state, expires_in_hours=expires_in_hours.strip() or None)
     except ValidationError as error:
@@ -61,8 +60,7 @@ def new_run_share(request: Request, run_id: PathId, session: WriteSession, label
 
 
 @write.post("/shares/{share_id}/revoke")
-def revoke(share_id: PathId, session: WriteSession, back: str = Form("/"),
-           _owner: Access = Depends(owner)) -> Response:
+def revoke(share_id: ShareId, session: WriteSession, _owner: OwnerAccess, back: str = Form("/")) -> Response:
     if shares.revoke(session, share_id=share_id) is None:
-        raise HTTPException(status_code=404, detail=f"no share link {share_id}")
+        raise NotFound(f"no share link {share_id}")
     return RedirectResponse(safe_next(back), status_code=303)

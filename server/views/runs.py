@@ -26,10 +26,24 @@ from sqlalchemy.orm import Session
 from core.db import crud
 from core.db.jobs import TERMINAL
 from core.db.models import Job, JobKind, Run, Snapshot, Status, Sweep
-from core.problems import EXPECTED_LAYER, ROLES, eoi_position, expected_keys, tokens
+from core.names import (
+    EXPECTED_LAYER,
+    HEADLINE_SCORE,
+    LOSS,
+    ROLE_TITLES,
+    ROLES,
+    SEQ_ACC,
+    SPLITS,
+    TRAIN,
+    head_label,
+    head_score_keys,
+    metric_key,
+    try_parse_score_key,
+)
+from core.problems import eoi_position, expected_keys, tokens
 from core.snapshots import real_width, unpack
-from core.summary import ROLE_TITLES
 from server.access import OWNER, Access
+from server.errors import NotFound
 from server.views.schemas import (
     ExpectedCells,
     Lineage,
@@ -52,10 +66,6 @@ SORTS = {  # ?sort= value -> ORDER BY; "-" is descending
 MAX_LIMIT = 200
 PROBLEM_TOKENS = {tokens.POLYNOMIAL: "[poly]", tokens.PARITY: "[parity]", tokens.BINARY_COPY: "[copy]",
                   tokens.BEGIN: "[begin]"}
-
-
-class NotFound(LookupError):
-    """The run (or its step, probe, checkpoint) does not exist; the API answers 404 with the message."""
 
 
 # ---------------------------------------------------------------- the runs list
@@ -320,19 +330,17 @@ def score_matrix(rows: Sequence[tuple[str, int, float]], *, role: str, score: st
     ``rows`` are (key, step, value) from the metrics table; only whole-probe-set scores (no ``/len``)
     count. Rows are heads in (layer, head) order; a missing cell is None.
     """
-    prefix = f"score/{role}/{score}/"
     cells: dict[tuple[int, int], dict[int, float | None]] = defaultdict(dict)
     steps: set[int] = set()
     for key, step, value in rows:
-        if not key.startswith(prefix) or "/len" in key:
+        parsed = try_parse_score_key(key)
+        if parsed is None or parsed.role != role or parsed.score != score or parsed.length is not None:
             continue
-        label = key[len(prefix):]  # L1H0
-        layer, head = (int(part) for part in label[1:].split("H"))
-        cells[(layer, head)][step] = _finite(value)
+        cells[(parsed.layer, parsed.head)][step] = _finite(value)
         steps.add(step)
     ordered_steps = sorted(steps)
     heads = sorted(cells)
-    return {"heads": [f"L{layer}H{head}" for layer, head in heads], "steps": ordered_steps,
+    return {"heads": [head_label(layer, head) for layer, head in heads], "steps": ordered_steps,
             "z": [[cells[h].get(step) for step in ordered_steps] for h in heads]}
 
 
@@ -340,13 +348,13 @@ def figure_keys(spec: dict, *, score: str) -> list[str]:
     """The metric keys the run page draws, from the run's spec: the loss, sequence accuracy (mean and
     per length, both splits) and the whole-probe-set ``score`` and ``peaky_thres`` of every head."""
     longest = max(int(spec.get("max_len") or 1), int(spec.get("test_max_len") or 0))
-    keys = ["train/loss"]
-    for split in ("train", "test"):
-        keys += [f"{split}/seq_acc"] + [f"{split}/seq_acc/L{n}" for n in range(1, longest + 1)]
+    n_layers, n_heads = int(spec.get("n_layers") or 1), int(spec.get("n_heads") or 1)
+    keys = [metric_key(TRAIN, LOSS)]
+    for split in SPLITS:
+        keys += [metric_key(split, SEQ_ACC)] + [metric_key(split, SEQ_ACC, n) for n in range(1, longest + 1)]
     for role in ROLES:
-        for name in sorted({score, "peaky_thres"}):
-            keys += [f"score/{role}/{name}/L{layer}H{head}" for layer in range(int(spec.get("n_layers") or 1))
-                     for head in range(int(spec.get("n_heads") or 1))]
+        for name in sorted({score, HEADLINE_SCORE}):
+            keys += head_score_keys(role, name, n_layers, n_heads)
     return keys
 
 

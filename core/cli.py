@@ -30,11 +30,19 @@ import subprocess
 import sys
 import time
 
-from core.cli_common import EXIT_BAD_INPUT, open_engine
 from core.names import DEVICE
 from core.settings import get_settings
 from core.specs import SpecError, apply_overrides, parse_set
 
+EXIT_BAD_INPUT = 2
+
+
+def _engine(url: str | None):
+    from core.db.session import make_engine, upgrade
+
+    url = url or get_settings().database_url
+    upgrade(url)
+    return make_engine(url)
 
 
 class ProgressLine:
@@ -76,7 +84,7 @@ def cmd_train(args) -> int:
     from core.db.session import session_scope
     from core.recording import execute_training
 
-    engine = open_engine(args.db)
+    engine = _engine(args.db)
     with session_scope(engine) as session:
         parent = spec.train.init_source
         if parent and parent[1] not in crud.checkpoint_steps(session, run_id=parent[0]):
@@ -106,7 +114,7 @@ def cmd_runs(args) -> int:
     from core.db import crud
     from core.db.session import session_scope
 
-    engine = open_engine(args.db)
+    engine = _engine(args.db)
     with session_scope(engine) as session:
         runs = crud.list_runs(session, status=args.status, problem=args.problem, limit=args.limit)
         print(f"{'id':>5}  {'status':<10} {'problem':<20} {'preset':<18} {'step':>14}  {'test acc':>8}  name")
@@ -162,7 +170,7 @@ def show(engine, run_id: int, *, as_json: bool) -> int:
 
 
 def cmd_show(args) -> int:
-    return show(open_engine(args.db), args.run, as_json=args.json)
+    return show(_engine(args.db), args.run, as_json=args.json)
 
 
 def cmd_worker(args) -> int:
@@ -269,7 +277,7 @@ def parse_axis(text: str) -> tuple[str, list[float | int]]:
 
 
 def cmd_sweep(args) -> int:
-    from core.sweep_spec import SweepSpec
+    from core.specs import SweepSpec
 
     try:
         axes = dict(parse_axis(item) for item in args.axis or [])
@@ -288,7 +296,7 @@ def cmd_sweep(args) -> int:
     from core.submit import dispatch
     from core.sweeps import create_sweep
 
-    engine = open_engine(args.db)
+    engine = _engine(args.db)
     with session_scope(engine) as session:
         created = create_sweep(session, spec=spec, name=args.name)
     dispatch(get_settings(), [created.job_id])
@@ -318,7 +326,7 @@ def cmd_jobs(args) -> int:
     from core.db import jobs
     from core.db.session import session_scope
 
-    engine = open_engine(args.db)
+    engine = _engine(args.db)
     with session_scope(engine, readonly=True) as session:
         rows = jobs.list_jobs(session, status=args.status, limit=args.limit)
         print(f"{'id':>5}  {'kind':<9} {'status':<10} {'queue':<5} {'run':>5} {'try':>5}  {'progress':<52} error")
@@ -331,7 +339,7 @@ def cmd_jobs(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    open_engine(args.db)
+    _engine(args.db)
     print("database at head", file=sys.stderr)
     return 0
 

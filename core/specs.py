@@ -1,4 +1,4 @@
-"""The job contract: what a run is, as validated data.
+"""The job contract: what a run is, as validated data, and what it will cost.
 
 A run is three specs: the data (``ProblemSpec``), the network (``ModelSpec``) and the optimisation
 (``TrainSpec``), gathered in ``RunSpec``. Outside Python a run is a *flat* dict whose keys are unique
@@ -13,8 +13,7 @@ Bad input raises :class:`SpecError` (a ValueError) whose message has one line pe
 the same as (field, message) pairs for a 422 response.
 
 Values are resolved once, at validation: ``d_mlp=None`` becomes ``4 * d_model``. Derived sizes
-(``n_ctx``, ``d_head``) are properties and never part of the flat dict. A grid of runs is
-``core.sweep_spec.SweepSpec``; what a run will cost is ``core.budget.estimate_budget``.
+(``n_ctx``, ``d_head``) are properties and never part of the flat dict.
 """
 
 import difflib
@@ -301,7 +300,7 @@ class RunSpec(_Spec):
     @classmethod
     def from_flat(cls, flat: Mapping[str, Any]) -> "RunSpec":
         """Build from flat keys; raises SpecError on unknown keys or invalid values."""
-        check_keys(flat)
+        _check_keys(flat)
         sections: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
         for key, value in flat.items():
             sections[FLAT_FIELDS[key][0]][key] = value
@@ -346,7 +345,7 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             errors.append((key or item, f"expected KEY=VALUE (got {item!r})"))
         elif key not in FLAT_FIELDS:
-            errors.append(unknown_key(key))
+            errors.append(_unknown(key))
         else:
             try:
                 parsed[key] = _coerce(FLAT_FIELDS[key][1].annotation, text)
@@ -382,20 +381,20 @@ def _coerce(annotation: Any, text: str) -> Any:
     return text
 
 
-def check_keys(flat: Mapping[str, Any]) -> None:
+def _check_keys(flat: Mapping[str, Any]) -> None:
     unknown = [key for key in flat if key not in FLAT_FIELDS]
     if unknown:
-        raise SpecError(unknown_key(key) for key in unknown)
+        raise SpecError(_unknown(key) for key in unknown)
 
 
-def unknown_key(key: str) -> tuple[str, str]:
+def _unknown(key: str) -> tuple[str, str]:
     close = difflib.get_close_matches(key, FLAT_KEYS, n=3)
     if close:
         return key, f"unknown key; did you mean {' or '.join(repr(c) for c in close)}?"
     return key, f"unknown key; known keys: {', '.join(FLAT_KEYS)}"
 
 
-PYDANTIC_MESSAGES = {  # pydantic error type -> our wording ({...} filled from the error's ctx)
+_MESSAGES = {  # pydantic error type -> our wording ({...} filled from the error's ctx)
     "less_than_equal": "must be <= {le}",
     "greater_than_equal": "must be >= {ge}",
     "greater_than": "must be > {gt}",
@@ -425,10 +424,215 @@ def _render(error: Mapping[str, Any]) -> tuple[str, str]:
     field = names[-1] if names else "spec"
     if error["type"] == "value_error":
         message = str(cause)
-    elif error["type"] in PYDANTIC_MESSAGES:
-        message = PYDANTIC_MESSAGES[error["type"]].format(**ctx)
+    elif error["type"] in _MESSAGES:
+        message = _MESSAGES[error["type"]].format(**ctx)
     else:
         message = error["msg"][:1].lower() + error["msg"][1:]
     if error["type"] == "missing":
         return field, message
     return field, f"{message} (got {error['input']!r})"
+
+
+# -------------------------------------------------------------------------------------------- sweeps
+
+MAX_SWEEP_AXES = 2  # numeric spec keys a sweep varies (seeds come on top)
+MAX_AXIS_VALUES = 64
+MAX_SWEEP_CELLS = 256
+
+
+class SweepSpec(BaseModel):
+    """A grid of runs: a base (a preset and/or flat overrides) crossed with up to two numeric axes and seeds.
+
+        SweepSpec.parse({"preset": "fast-parity", "overrides": {"steps": 500},
+                         "axes": {"d_model": [32, 64], "max_len": [4, 8]}, "seeds": [0, 1]})
+
+    has 2 x 2 x 2 = 8 cells, each a flat dict such as ``{"d_model": 64, "max_len": 8, "seed": 1}``
+    laid over the base. :meth:`parse` validates every cell as a RunSpec up front: bad input raises
+    SpecError with one line per problem, naming the axis (``axes.d_model: must be <= 2048 (got
+    4096)``) or, for a cross-field problem, the key and the first cell it breaks.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    preset: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)  # flat keys over the preset
+    axes: dict[str, list[float | int]] = Field(default_factory=dict)  # key -> values, in grid order
+    seeds: list[int] | None = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> "SweepSpec":
+        """Validate ``data`` (JSON types) into a SweepSpec whose every cell is a valid RunSpec."""
+        try:
+            sweep = cls.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError(_render_sweep(error) for error in exc.errors()) from None
+        sweep.runs()  # raises SpecError naming the axis and the cell
+        return sweep
+
+    def base(self) -> dict[str, Any]:
+        """The flat base every cell starts from: the preset's keys, then the overrides."""
+        flat: dict[str, Any] = {}
+        if self.preset is not None:
+            from core.presets import get_preset  # presets import this module
+
+            flat.update(get_preset(self.preset))
+        flat.update(self.overrides)
+        return flat
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every cell in grid order (the first axis slowest, seeds fastest); checks the grid's shape."""
+        errors = self._shape_errors()
+        if errors:
+            raise SpecError(errors)
+        grid: list[dict[str, Any]] = [{}]
+        for key, values in self.axes.items():
+            grid = [{**cell, key: _axis_value(key, value)} for cell in grid for value in values]
+        if self.seeds is not None:
+            grid = [{**cell, "seed": seed} for cell in grid for seed in self.seeds]
+        return grid
+
+    def runs(self) -> list[tuple[dict[str, Any], RunSpec]]:
+        """(cell, its validated RunSpec) for every cell; SpecError lists what is wrong, axis by axis."""
+        base = self.base()
+        _check_keys(base)
+        found: dict[str, str] = {}  # field -> message, the first cell that shows it
+        runs = []
+        for cell in self.cells():
+            try:
+                runs.append((cell, RunSpec.from_flat({**base, **cell})))
+            except SpecError as exc:
+                for field, message in exc.errors:
+                    name = f"axes.{field}" if field in self.axes else "seeds" if field == "seed" and self.seeds else field
+                    found.setdefault(name, message if name.startswith(("axes.", "seeds")) else
+                                     f"{message} in cell {cell_label(cell)}")
+        if found:
+            raise SpecError(found.items())
+        return runs
+
+    def stored_axes(self) -> dict[str, list]:
+        """The axes as the ``sweeps`` table keeps them: seeds as one more axis, ``seed``."""
+        axes = {key: [_axis_value(key, v) for v in values] for key, values in self.axes.items()}
+        return {**axes, "seed": list(self.seeds)} if self.seeds is not None else axes
+
+    @classmethod
+    def from_stored(cls, spec: Mapping[str, Any], axes: Mapping[str, list]) -> "SweepSpec":
+        """The SweepSpec of a ``sweeps`` row (its flat base spec and stored axes)."""
+        axes = dict(axes)
+        seeds = axes.pop("seed", None)
+        return cls(overrides=dict(spec), axes=axes, seeds=seeds)
+
+    def _shape_errors(self) -> list[tuple[str, str]]:
+        errors: list[tuple[str, str]] = []
+        if not self.axes and not self.seeds:
+            errors.append(("axes", "give at least one axis or a list of seeds"))
+        if len(self.axes) > MAX_SWEEP_AXES:
+            errors.append(("axes", f"at most {MAX_SWEEP_AXES} axes (got {len(self.axes)}: {', '.join(self.axes)})"))
+        for key, values in self.axes.items():
+            field = f"axes.{key}"
+            if key not in FLAT_FIELDS:
+                errors.append((field, _unknown(key)[1]))
+            elif key == "seed":
+                errors.append((field, "vary seeds with `seeds`, not an axis"))
+            elif _numeric_kind(key) is None:
+                errors.append((field, "not a numeric key; an axis varies an integer or a number"))
+            elif not values:
+                errors.append((field, "needs at least one value"))
+            elif len(values) > MAX_AXIS_VALUES:
+                errors.append((field, f"at most {MAX_AXIS_VALUES} values (got {len(values)})"))
+            elif len(set(values)) != len(values):
+                errors.append((field, f"values repeat (got {values})"))
+            elif _numeric_kind(key) is int and any(float(v) != int(v) for v in values):
+                errors.append((field, f"must be integers (got {values})"))
+        if self.seeds is not None:
+            if not self.seeds:
+                errors.append(("seeds", "needs at least one seed"))
+            elif len(set(self.seeds)) != len(self.seeds):
+                errors.append(("seeds", f"seeds repeat (got {self.seeds})"))
+            elif any(not 0 <= seed <= SEED_MAX for seed in self.seeds):
+                errors.append(("seeds", f"must be in 0..{SEED_MAX} (got {self.seeds})"))
+        n = 1
+        for values in [*self.axes.values(), self.seeds or [None]]:
+            n *= max(len(values), 1)
+        if n > MAX_SWEEP_CELLS:
+            errors.append(("axes", f"{n} cells; a sweep may have at most {MAX_SWEEP_CELLS}"))
+        return errors
+
+
+def cell_label(cell: Mapping[str, Any]) -> str:
+    """``{"d_model": 64, "seed": 1}`` -> ``d_model=64,seed=1`` (a cell's name and submit-key suffix)."""
+    return ",".join(f"{key}={value}" for key, value in cell.items())
+
+
+def _numeric_kind(key: str) -> type | None:
+    annotation = FLAT_FIELDS[key][1].annotation
+    kinds = [t for t in (get_args(annotation) or (annotation,)) if t is not type(None)]
+    return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float) else None
+
+
+def _axis_value(key: str, value: float | int) -> float | int:
+    """Integral values of an integer key as int (so 64.0 names the same cell as 64)."""
+    if _numeric_kind(key) is int and float(value) == int(value):
+        return int(value)
+    return value
+
+
+def _render_sweep(error: Mapping[str, Any]) -> tuple[str, str]:
+    """A pydantic error on the sweep's own shape -> (``axes.d_model`` or ``seeds``, message)."""
+    loc = [str(part) for part in error["loc"]]
+    field = ".".join(part for part in loc if not part.isdigit()) or "sweep"
+    template = _MESSAGES.get(error["type"]) or error["msg"][:1].lower() + error["msg"][1:]
+    message = template.format(**error.get("ctx", {})) if error["type"] in _MESSAGES else template
+    return field, message if error["type"] == "missing" else f"{message} (got {error.get('input')!r})"
+
+
+# -------------------------------------------------------------------------------------------- budget
+
+CPU_GFLOPS = 75.0  # effective fp32 training throughput of the reference 2-core CPU (290 ms per paper step)
+ADAM_BYTES_PER_PARAM = 16  # fp32 weight, gradient and two moments
+
+
+class Budget(BaseModel):
+    """What a run will cost, estimated before it is queued."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_params: int  # every parameter, frozen ones included
+    tokens_per_step: int  # batch_size * (n_ctx - 1) positions fed to the model
+    flops_per_step: int  # 6 * n_params * tokens_per_step (forward + backward, attention products ignored)
+    train_bytes: int  # fp32 activations kept for backward + weights, gradients and Adam moments
+    snapshot_bytes: int  # every probe-set attention snapshot of the run, float16, before compression
+    est_seconds_cpu: float  # steps * flops_per_step at cpu_gflops
+    cpu_gflops: float
+
+
+def count_params(spec: RunSpec) -> int:
+    """The exact parameter count of the model core.ml builds for ``spec``."""
+    m, d = spec.model, spec.model.d_model
+    bias = int(m.bias)
+    positions = spec.n_ctx * d if m.pos_encoding in ("learned", "frozen") else 0
+    per_layer = 4 * d * d + 2 * d * m.d_mlp + bias * (4 * d + m.d_mlp + d)
+    norms = (2 * m.n_layers + 1) * d * (1 + bias)
+    return D_VOCAB * d + positions + m.n_layers * per_layer + norms + d * D_VOCAB + bias * D_VOCAB
+
+
+def estimate_budget(spec: RunSpec, *, gflops: float = CPU_GFLOPS) -> Budget:
+    """Parameters, compute, memory and time of ``spec``; rough except ``n_params``, which is exact."""
+    m, t, p = spec.model, spec.train, spec.problem
+    n_params = count_params(spec)
+    T = spec.n_ctx - 1  # input positions: the last token is only ever a target
+    tokens = t.batch_size * T
+    flops = 6 * n_params * tokens
+    per_layer = 10 * m.d_model + 2 * m.d_mlp + 3 * m.n_heads * T  # floats kept per position
+    activations = 4 * tokens * (m.n_layers * per_layer + 2 * m.d_model + 3 * D_VOCAB)
+    n_probe = p.probe_per_len * (p.width_len - p.min_len + 1)
+    n_snapshots = t.steps // t.snapshot_every + 1
+    snapshot = 2 * m.n_layers * m.n_heads * n_probe * spec.n_ctx * spec.n_ctx
+    return Budget(
+        n_params=n_params,
+        tokens_per_step=tokens,
+        flops_per_step=flops,
+        train_bytes=activations + ADAM_BYTES_PER_PARAM * n_params,
+        snapshot_bytes=n_snapshots * snapshot,
+        est_seconds_cpu=t.steps * flops / (gflops * 1e9),
+        cpu_gflops=gflops,
+    )

@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.db.jobs import submit_sweep_job
 from core.db.models import Run, Sweep
-from core.specs import SpecError
-from core.sweep_spec import SweepSpec, cell_label
+from core.specs import SpecError, SweepSpec, cell_label
 from core.submit import submit_run
 
 

@@ -23,8 +23,7 @@ from core.db import crud
 from core.db.session import session_scope
 from core.presets import get_preset
 from core.settings import Settings
-from core.budget import estimate_budget
-from core.specs import RunSpec, SpecError, parse_init_from
+from core.specs import RunSpec, SpecError, estimate_budget, parse_init_from
 from core.submit import Queued, dispatch, submit_run
 from server.views.schemas import BudgetView
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import sys
 
-from core.cli_common import EXIT_BAD_INPUT, open_engine
-from core.names import INTERVENTION_KINDS
 from core.specs import SpecError
+
+EXIT_BAD_INPUT = 2
 
 
 def register(add) -> None:
     """Add the commands through core.cli's ``add(name, fn, help)``, which gives each its ``--db``."""
     p = add("intervene", cmd_intervene, "test a run's circuit causally: ablate, zero edges, patch patterns or activations, probe")
     p.add_argument("run", type=int)
-    p.add_argument("--kind", required=True, choices=INTERVENTION_KINDS)
+    p.add_argument("--kind", required=True, choices=("ablate", "edge", "pattern", "activation_patch", "probe"))
     p.add_argument("--variant", action="append", dest="variants", help="e.g. zero, renorm, ideal, shift, resid_post, x_t (repeatable)")
     p.add_argument("--head", action="append", dest="heads", help="L1H3 or L0H* (repeatable; default: the circuit heads)")
     p.add_argument("--together", action="store_true", help="act on all heads at once (one result)")
@@ -70,6 +70,7 @@ def _spec_from(args) -> dict:
 
 def cmd_intervene(args) -> int:
     from core.causal.specs import InterventionSpec
+    from core.cli import _engine
     from core.db import crud, jobs
     from core.db.models import Status
     from core.db.session import session_scope
@@ -79,7 +80,7 @@ def cmd_intervene(args) -> int:
     except SpecError as exc:
         print(f"circuitboard intervene: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    engine = open_engine(args.db)
+    engine = _engine(args.db)
     with session_scope(engine) as session:
         if crud.get_run(session, run_id=args.run) is None:
             print(f"circuitboard intervene: run: no run {args.run}", file=sys.stderr)
@@ -139,9 +140,10 @@ def cmd_export(args) -> int:
     from pathlib import Path
 
     from core.causal.jobs import InterventionError, load_model
+    from core.cli import _engine
     from core.ml.export import ExportError, save_safetensors, save_tl
 
-    engine = open_engine(args.db)
+    engine = _engine(args.db)
     try:
         model, spec, step = load_model(engine, args.run, args.step)
         if args.format == "tl":
@@ -160,6 +162,7 @@ def cmd_export(args) -> int:
 def cmd_import_eval(args) -> int:
     from pathlib import Path
 
+    from core.cli import _engine
     from core.db import crud
     from core.db.models import Status
     from core.db.session import session_scope
@@ -174,7 +177,7 @@ def cmd_import_eval(args) -> int:
     except (OSError, SpecError) as exc:
         print(f"circuitboard import-eval: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    engine = open_engine(args.db)
+    engine = _engine(args.db)
     try:
         with session_scope(engine) as session:
             run_id = args.run or crud.create_run(session, spec=spec.to_flat(), preset=args.preset, status=Status.SUCCEEDED,

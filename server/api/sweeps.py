@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.db.session import session_scope
-from core.sweep_spec import SweepSpec
+from core.specs import SweepSpec
 from core.submit import dispatch
 from core.sweeps import create_sweep
 from server.access import Access, get_access

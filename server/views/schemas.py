@@ -194,7 +194,7 @@ class ValidationErrorBody(BaseModel):
 
 
 class BudgetView(BaseModel):
-    """``core.budget.estimate_budget`` of a spec, with the numbers a person reads."""
+    """``core.specs.estimate_budget`` of a spec, with the numbers a person reads."""
 
     n_params: int
     train_bytes: int

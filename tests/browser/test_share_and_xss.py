@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from core.db.models import Run
 from core.db.session import make_engine, session_scope
-from core.sweep_spec import SweepSpec
+from core.specs import SweepSpec
 from core.sweeps import create_sweep, expand_sweep
 from tests.browser.conftest import SCREENS, live_server
 from tests.server.conftest import FAST

@@ -3,8 +3,7 @@
 import pytest
 
 from core.presets import PRESET_TITLES, PRESETS, get_preset, preset_spec
-from core.budget import estimate_budget
-from core.specs import SpecError
+from core.specs import SpecError, estimate_budget
 
 PAPER = {
     "paper-polynomial": "polynomial",

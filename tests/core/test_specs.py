@@ -2,7 +2,6 @@
 
 import pytest
 
-from core.budget import count_params, estimate_budget
 from core.specs import (
     FLAT_KEYS,
     ModelSpec,
@@ -11,6 +10,8 @@ from core.specs import (
     SpecError,
     TrainSpec,
     apply_overrides,
+    count_params,
+    estimate_budget,
     parse_init_from,
     parse_set,
 )

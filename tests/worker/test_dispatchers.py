@@ -26,8 +26,7 @@ from core.db import crud, jobs
 from core.db.session import session_scope
 from core.names import EXECUTE_JOB_TASK
 from core.settings import Settings
-from core.specs import RunSpec
-from core.sweep_spec import SweepSpec
+from core.specs import RunSpec, SweepSpec
 from core.submit import dispatch, submit_run
 from core.sweeps import create_sweep, sweep_cells
 from tests.conftest import fresh_schema

@@ -45,7 +45,7 @@ from markupsafe import Markup, escape
 from starlette.datastructures import Headers, MutableHeaders
 
 from core.settings import Settings
-from core.specs import SpecError
+from core.specs.errors import SpecError
 
 CSRF_COOKIE = "cb_csrf"
 CSRF_HEADER = "x-csrf-token"

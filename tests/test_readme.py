@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from core.presets import PRESETS
-from core.specs import FLAT_KEYS
+from core.specs.run import FLAT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -30,7 +30,7 @@ from core.db.models import Status
 from core.db.session import session_scope
 from core.names import hook_name
 from core.problems import ROLES, build_dataset, figure_lengths
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.summary import run_summary
 
 WEIGHTS = "weights"  # = core.ml.checkpoints.WEIGHTS, spelled here to stay torch-free

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.specs import SpecError
+from core.specs.errors import SpecError
 
 KINDS = ("ablate", "edge", "pattern", "activation_patch", "probe")
 PATCH_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")  # = core.ml.patching.PATCH_SITES

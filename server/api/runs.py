@@ -28,7 +28,7 @@ from core.db import crud, jobs
 from core.db.jobs import JobNotFound
 from core.db.models import CheckpointKind
 from core.db.session import session_scope
-from core.specs import MAX_STEPS
+from core.specs.run import MAX_STEPS
 from core.submit import dispatch
 from server import deps, figures
 from server.deps import RunId

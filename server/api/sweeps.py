@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from core.db.models import Sweep
 from core.db.session import session_scope
 from core.names import ROLES
-from core.specs import SweepSpec
+from core.specs.sweep import SweepSpec
 from core.submit import dispatch
 from core.summary import ROLE_TITLES
 from core.sweeps import create_sweep, sweep_cells

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from core.db import crud
 from core.presets import PRESET_TITLES, PRESETS
-from core.specs import FLAT_FIELDS, RunSpec, SpecError
+from core.specs.errors import SpecError
+from core.specs.run import FLAT_FIELDS, RunSpec
 from core.summary import ROLE_TITLES
 from server import deps, figures
 from server.deps import RunId

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from core.db.models import Sweep
 from core.db.session import session_scope
 from core.names import ROLES
-from core.specs.sweep import SweepSpec
+from core.specs.errors import SpecError
+from core.specs.sweep import MAX_SWEEP_CELLS, SweepSpec
 from core.submit import dispatch
 from core.summary import ROLE_TITLES
 from core.sweeps import create_sweep, sweep_cells
@@ -35,9 +36,6 @@ from server.deps import SweepId, read_session
 read = APIRouter(tags=["sweeps"])
 write = APIRouter(tags=["sweeps"])
 
-MAX_CELLS = 256  # runs one request may queue
-
-
 class SweepIn(BaseModel):
     """The body of POST /api/sweeps: SweepSpec's fields and a name."""
 
@@ -46,8 +44,8 @@ class SweepIn(BaseModel):
     name: str | None = Field(None, max_length=200)
     preset: str | None = Field(None, max_length=100)
     overrides: dict[str, Any] = Field(default_factory=dict)
-    axes: dict[str, Annotated[list[float | int], Field(max_length=MAX_CELLS)]] = Field(default_factory=dict, max_length=2)
-    seeds: list[int] | None = Field(None, max_length=MAX_CELLS)
+    axes: dict[str, Annotated[list[float | int], Field(max_length=MAX_SWEEP_CELLS)]] = Field(default_factory=dict, max_length=2)
+    seeds: list[int] | None = Field(None, max_length=MAX_SWEEP_CELLS)
 
     def n_cells(self) -> int:
         count = len(self.seeds) if self.seeds else 1
@@ -125,8 +123,8 @@ def build_sweep(session: Session, *, sweep_id: int, access: Access) -> dict[str,
 def new_sweep(body: SweepIn, request: Request, access: Access = Depends(get_access)) -> SweepCreated:
     access.require_owner()
     n_cells = body.n_cells()
-    if n_cells > MAX_CELLS:
-        raise HTTPException(status_code=422, detail=[{"field": "axes", "msg": f"{n_cells} cells; at most {MAX_CELLS}"}])
+    if n_cells > MAX_SWEEP_CELLS:  # before SweepSpec builds the grid; SpecError -> the common 422 body
+        raise SpecError([("axes", f"{n_cells} cells; a sweep may have at most {MAX_SWEEP_CELLS}")])
     spec = SweepSpec.parse(body.model_dump(exclude={"name"}, exclude_none=True))  # SpecError -> 422
     with session_scope(request.app.state.engine) as session:
         created = create_sweep(session, spec=spec, name=body.name)

@@ -159,7 +159,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from core.presets import get_preset
     from core.problems import build_dataset
-    from core.specs import apply_overrides
+    from core.specs.overrides import apply_overrides
 
     parser = argparse.ArgumentParser(description="the reference's command, rebuilt: eval, train, eval")
     parser.add_argument("--epochs", type=int, default=10)

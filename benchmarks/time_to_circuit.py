@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from core.ml.train import Callbacks, train  # noqa: E402
 from core.presets import get_preset  # noqa: E402
-from core.specs import apply_overrides, parse_set  # noqa: E402
+from core.specs.overrides import apply_overrides, parse_set  # noqa: E402
 
 ACCURACY_GOAL, PEAKY_GOAL = 0.99, 0.9
 

@@ -33,7 +33,7 @@ from benchmarks.reference_step import ReferenceStep  # noqa: E402
 from core.ml.train import batch_rows, build_model, make_optimizer, resolve_device, train_step  # noqa: E402
 from core.presets import get_preset  # noqa: E402
 from core.problems import build_dataset, supervised_mask  # noqa: E402
-from core.specs import apply_overrides, parse_set  # noqa: E402
+from core.specs.overrides import apply_overrides, parse_set  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

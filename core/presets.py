@@ -22,7 +22,9 @@ fresh, and the run records its lineage (``parent_run_id``, ``parent_step``).
 from collections.abc import Mapping
 from typing import Any
 
-from core.specs import RunSpec, SpecError, apply_overrides
+from core.specs.errors import SpecError
+from core.specs.overrides import apply_overrides
+from core.specs.run import RunSpec
 
 
 def _paper(problem: str) -> dict[str, Any]:

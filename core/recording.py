@@ -31,7 +31,7 @@ from core.db.models import Status, utcnow
 from core.db.session import session_scope
 from core.ml import checkpoints
 from core.ml.train import Callbacks, Progress, TrainingError, train
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.summary import summarize
 
 KEEP_RESUME_CHECKPOINTS = 3

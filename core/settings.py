@@ -4,7 +4,8 @@
 
 Code that needs settings takes a ``Settings`` argument; only entry points (the CLI, the app
 factory's default, the worker) call :func:`get_settings`, which reads the environment once per
-process. Tests build ``Settings(...)`` directly, or call ``get_settings.cache_clear()`` after
+process. An entry point that takes settings on its command line (``--db``) builds them with
+:func:`settings_with` and passes them on; a child process gets them through :func:`environ_of`. Tests build ``Settings(...)`` directly, or call ``get_settings.cache_clear()`` after
 changing the environment.
 """
 
@@ -47,3 +48,17 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read from the environment on the first call."""
     return Settings()
+
+
+def settings_with(**overrides) -> Settings:
+    """The process's settings with ``overrides`` applied (None leaves a setting as it is), validated."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if not given:
+        return get_settings()
+    return Settings(**{**get_settings().model_dump(), **given})
+
+
+def environ_of(settings: Settings) -> dict[str, str]:
+    """The ``CIRCUITBOARD_*`` variables from which a child process's :func:`get_settings` rebuilds ``settings``."""
+    prefix = Settings.model_config["env_prefix"]
+    return {f"{prefix}{key.upper()}": str(value) for key, value in settings.model_dump().items() if value is not None}

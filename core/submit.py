@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core.db import crud, jobs
 from core.db.models import Run
 from core.settings import Settings
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 
 log = logging.getLogger("core.submit")
 

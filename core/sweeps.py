@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 
 from core.db.jobs import submit_sweep_job
 from core.db.models import Run, Sweep
-from core.specs import SpecError, SweepSpec, cell_label
+from core.specs.errors import SpecError
+from core.specs.sweep import SweepSpec, cell_label
 from core.submit import submit_run
 
 

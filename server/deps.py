@@ -28,7 +28,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from core.db.session import session_scope
 from core.settings import Settings
-from core.specs import MAX_STEPS
+from core.specs.run import MAX_STEPS
 from server.access import Access, get_access, owner_access
 
 MAX_ID = 2**31 - 1  # ids are SQL integers; a larger number names nothing (and must not reach the driver)

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core.specs import SpecError
+from core.specs.errors import SpecError
 
 RETRY_AFTER_S = 5
 BUSY = "the database is busy or unreachable; nothing was changed, try again in a few seconds"

@@ -19,7 +19,9 @@ from typing import Any, Literal, get_args, get_origin
 from annotated_types import Ge, Gt, Le, Lt
 
 from core.names import PROBLEM_NAMES
-from core.specs import FLAT_FIELDS, SECTIONS, SpecError, parse_set
+from core.specs.errors import SpecError
+from core.specs.overrides import parse_set
+from core.specs.run import FLAT_FIELDS, SECTIONS
 from server.submit import SubmitRequest
 
 SECTION_TITLES = {"problem": "Problem (data)", "model": "Model", "train": "Training"}

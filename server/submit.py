@@ -23,7 +23,9 @@ from core.db import crud
 from core.db.session import session_scope
 from core.presets import get_preset
 from core.settings import Settings
-from core.specs import RunSpec, SpecError, estimate_budget, parse_init_from
+from core.specs.budget import estimate_budget
+from core.specs.errors import SpecError
+from core.specs.run import RunSpec, parse_init_from
 from core.submit import Queued, dispatch, submit_run
 from server.views.schemas import BudgetView
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.presets import PRESETS
 from core.settings import Settings
-from core.specs import FLAT_KEYS
+from core.specs.run import FLAT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

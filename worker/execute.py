@@ -50,7 +50,8 @@ from core.db.models import Status, utcnow
 from core.db.session import session_scope
 from core.names import JOB_INTERVENE, JOB_SWEEP, JOB_TRAIN
 from core.settings import Settings
-from core.specs import RunSpec, SpecError
+from core.specs.errors import SpecError
+from core.specs.run import RunSpec
 from core.submit import dispatch
 from core.summary import summarize
 from worker import child

@@ -33,8 +33,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import jobs
 from core.db.session import make_engine, session_scope, upgrade
-from core.names import DEVICE, QUEUES, queue_for_device
+from core.names import QUEUES, queue_for_device
 from core.settings import Settings, get_settings
+from core.specs.run import check_device
 from worker.child import WORKER_DEVICE_ENV
 from worker.execute import run_claimed
 
@@ -121,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _device(text: str) -> str:
-    if not DEVICE.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N (got {text!r})")
-    return text
+    try:
+        return check_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (got {text!r})") from None
 
 
 def _follow(parent_pid: int, stop: threading.Event) -> None:

@@ -33,7 +33,7 @@ from core.db.models import Status
 from core.db.session import session_scope
 from core.names import CHECKPOINT_WEIGHTS, HEADLINE_SCORE, ROLES, TEST, head_label, score_key, score_prefix
 from core.problems import build_dataset, figure_lengths
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.summary import run_summary
 
 Guard = Callable[[Session], None]

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.causal.kinds import KINDS
 from core.names import INTERVENTION_KINDS, PATCH_METRICS, PROBE, PROBE_SITES, ROLES, role_of_layer
-from core.specs import SpecError
+from core.specs.errors import SpecError
 
 AUTO = "auto"  # role: the theory's role for the head's layer (core.names.role_of_layer)
 ROLE_CHOICES = (AUTO, *ROLES)

@@ -25,30 +25,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.ml.hooks import HookPoint, name_hook_points
+from core.specs.run import ModelSpec, ProblemSpec
 
-POS_ENCODINGS = ("learned", "frozen", "rope", "none")
-NORMS = ("paper", "pre")
+_SPEC = ModelSpec()  # the spec's defaults, resolved: the paper's model
+POS_ENCODINGS = get_args(ModelSpec.model_fields["pos_encoding"].annotation)  # ("learned", "frozen", "rope", "none")
+NORMS = get_args(ModelSpec.model_fields["norm"].annotation)  # ("paper", "pre")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    n_layers: int = 2
-    n_heads: int = 1
-    d_model: int = 128
-    d_mlp: int = 512
-    n_ctx: int = 35
-    d_vocab: int = 64
-    pos_encoding: str = "learned"
-    norm: str = "paper"
-    bias: bool = False
-    dropout: float = 0.1
-    pos_init_std: float = 1.0
+    """The network's sizes as the model reads them: a ModelSpec (d_mlp resolved) and the context width.
+
+    The defaults are the spec's own (core/specs/run.py), on the paper's problem; ``from_spec`` is
+    the usual way in.
+    """
+
+    n_layers: int = _SPEC.n_layers
+    n_heads: int = _SPEC.n_heads
+    d_model: int = _SPEC.d_model
+    d_mlp: int = _SPEC.d_mlp
+    n_ctx: int = ProblemSpec(problem="polynomial").n_ctx
+    d_vocab: int = _SPEC.d_vocab
+    pos_encoding: str = _SPEC.pos_encoding
+    norm: str = _SPEC.norm
+    bias: bool = _SPEC.bias
+    dropout: float = _SPEC.dropout
+    pos_init_std: float = _SPEC.pos_init_std
 
     @property
     def d_head(self) -> int:
@@ -57,13 +66,7 @@ class ModelConfig:
     @classmethod
     def from_spec(cls, spec) -> ModelConfig:
         """Build from a RunSpec (model fields plus the context width the problem needs)."""
-        m = spec.model
-        return cls(
-            n_layers=m.n_layers, n_heads=m.n_heads, d_model=m.d_model,
-            d_mlp=m.d_mlp, n_ctx=spec.n_ctx, d_vocab=m.d_vocab,
-            pos_encoding=m.pos_encoding, norm=m.norm, bias=m.bias, dropout=m.dropout,
-            pos_init_std=m.pos_init_std,
-        )
+        return cls(**spec.model.model_dump(), n_ctx=spec.n_ctx, d_vocab=spec.model.d_vocab)
 
 
 def rotary_tables(n_ctx: int, d_head: int) -> tuple[torch.Tensor, torch.Tensor]:

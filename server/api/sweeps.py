@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.db.session import session_scope
-from core.specs import SweepSpec
+from core.specs.errors import SpecError
+from core.specs.sweep import MAX_SWEEP_CELLS, SweepSpec
 from core.submit import dispatch
 from core.sweeps import create_sweep
 from server.access import Access, get_access
@@ -29,9 +30,6 @@ from server.views import sweeps as views
 read = APIRouter(tags=["sweeps"])
 write = APIRouter(tags=["sweeps"])
 
-MAX_CELLS = 256  # runs one request may queue
-
-
 class SweepIn(BaseModel):
     """The body of POST /api/sweeps: SweepSpec's fields and a name."""
 
@@ -40,8 +38,8 @@ class SweepIn(BaseModel):
     name: str | None = Field(None, max_length=200)
     preset: str | None = Field(None, max_length=100)
     overrides: dict[str, Any] = Field(default_factory=dict)
-    axes: dict[str, Annotated[list[float | int], Field(max_length=MAX_CELLS)]] = Field(default_factory=dict, max_length=2)
-    seeds: list[int] | None = Field(None, max_length=MAX_CELLS)
+    axes: dict[str, Annotated[list[float | int], Field(max_length=MAX_SWEEP_CELLS)]] = Field(default_factory=dict, max_length=2)
+    seeds: list[int] | None = Field(None, max_length=MAX_SWEEP_CELLS)
 
     def n_cells(self) -> int:
         count = len(self.seeds) if self.seeds else 1
@@ -61,8 +59,8 @@ class SweepCreated(BaseModel):
 def new_sweep(body: SweepIn, request: Request, access: Access = Depends(get_access)) -> SweepCreated:
     access.require_owner()
     n_cells = body.n_cells()
-    if n_cells > MAX_CELLS:
-        raise HTTPException(status_code=422, detail=[{"field": "axes", "msg": f"{n_cells} cells; at most {MAX_CELLS}"}])
+    if n_cells > MAX_SWEEP_CELLS:  # before SweepSpec builds the grid; SpecError -> the common 422 body
+        raise SpecError([("axes", f"{n_cells} cells; a sweep may have at most {MAX_SWEEP_CELLS}")])
     spec = SweepSpec.parse(body.model_dump(exclude={"name"}, exclude_none=True))  # SpecError -> 422
     with session_scope(request.app.state.engine) as session:
         created = create_sweep(session, spec=spec, name=body.name)

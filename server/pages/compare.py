@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from core.specs import SpecError
+from core.specs.errors import SpecError
 from server.deps import CurrentAccess, ReadSession
 from server.views import compare as views
 

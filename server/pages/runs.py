@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from core.db import crud
 from core.names import HEADLINE_SCORE, ROLE_TITLES, SCORE_PATTERN, SCORES
 from core.presets import PRESET_TITLES, PRESETS
-from core.specs import FLAT_FIELDS, RunSpec, SpecError
+from core.specs.errors import SpecError
+from core.specs.run import FLAT_FIELDS, RunSpec
 from server import figures
 from server.access import Access
 from server.deps import CurrentAccess, OwnerAccess, QueryId, ReadSession, RunId

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core.db import crud
 from core.db.models import Run
 from core.names import ROLE_TITLES, ROLES, score_key
-from core.specs import SpecError
+from core.specs.errors import SpecError
 from server import figures_compare as F
 from server.access import Access
 from server.deps import MAX_ID, ascii_id

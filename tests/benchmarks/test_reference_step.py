@@ -9,7 +9,7 @@ from benchmarks.reference_step import ReferenceModel, ReferenceStep, after_eoi  
 from core.ml.model import ModelConfig, Transformer  # noqa: E402
 from core.presets import get_preset  # noqa: E402
 from core.problems import build_dataset, supervised_mask  # noqa: E402
-from core.specs import apply_overrides  # noqa: E402
+from core.specs.overrides import apply_overrides  # noqa: E402
 
 
 def copy_ours_into_reference(ours: Transformer, reference: ReferenceModel) -> None:

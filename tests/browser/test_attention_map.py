@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from core.db.session import make_engine, session_scope, upgrade
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.submit import submit_run
 from tests.browser.conftest import SCREENS, live_server
 from tests.browser.test_share_and_xss import train

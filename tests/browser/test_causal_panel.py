@@ -10,7 +10,7 @@ import pytest
 
 from core.causal.results import put_result
 from core.db.session import make_engine, session_scope, upgrade
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.submit import submit_run
 from tests.browser.conftest import SCREENS, live_server
 from tests.server.conftest import FAST

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from core.db.models import Run
 from core.db.session import make_engine, session_scope
-from core.specs import SweepSpec
+from core.specs.sweep import SweepSpec
 from core.sweeps import create_sweep, expand_sweep
 from tests.browser.conftest import SCREENS, live_server
 from tests.server.conftest import FAST
@@ -49,7 +49,7 @@ def recorded(tmp_path_factory) -> dict:
     Built once for the module (training five tiny runs and starting uvicorn is most of the cost).
     """
     from core.db.session import upgrade
-    from core.specs import RunSpec
+    from core.specs.run import RunSpec
     from core.submit import submit_run
 
     folder = tmp_path_factory.mktemp("xss")

@@ -153,7 +153,7 @@ def test_serve_with_several_workers_shares_one_secret_key(db, monkeypatch, worke
     import uvicorn
 
     import core.db.session
-    from core import cli as core_cli
+    from core.cli import serve
     from core.settings import get_settings
 
     seen = {}
@@ -170,7 +170,7 @@ def test_serve_with_several_workers_shares_one_secret_key(db, monkeypatch, worke
     get_settings.cache_clear()
     try:
         args = argparse.Namespace(db=db[0], no_worker=True, host="127.0.0.1", port=0, workers=workers)
-        assert core_cli.cmd_serve(args) == 0
+        assert serve.cmd_serve(args) == 0
     finally:
         get_settings.cache_clear()
     assert seen["workers"] == workers

@@ -3,7 +3,8 @@
 import pytest
 
 from core.presets import PRESET_TITLES, PRESETS, get_preset, preset_spec
-from core.specs import SpecError, estimate_budget
+from core.specs.budget import estimate_budget
+from core.specs.errors import SpecError
 
 PAPER = {
     "paper-polynomial": "polynomial",

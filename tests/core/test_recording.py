@@ -11,7 +11,7 @@ from core.db.models import Checkpoint, Status
 from core.db.session import make_engine, session_scope, upgrade
 from core.problems import build_dataset
 from core.snapshots import unpack
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.summary import summarize
 from tests.conftest import fresh_schema
 

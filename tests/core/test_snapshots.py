@@ -70,7 +70,7 @@ def test_snapshot_of_the_paper_default_model_is_small(one_thread):
 
     from core.ml.train import best_peaky, build_model, snapshot
     from core.problems import build_dataset
-    from core.specs import RunSpec
+    from core.specs.run import RunSpec
 
     spec = RunSpec.from_flat({"problem": "polynomial", "n_train_per_len": 1, "n_test_per_len": 1})
     assert (spec.model.d_model, spec.model.n_layers, spec.model.n_heads, spec.problem.max_len,

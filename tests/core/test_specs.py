@@ -2,19 +2,10 @@
 
 import pytest
 
-from core.specs import (
-    FLAT_KEYS,
-    ModelSpec,
-    ProblemSpec,
-    RunSpec,
-    SpecError,
-    TrainSpec,
-    apply_overrides,
-    count_params,
-    estimate_budget,
-    parse_init_from,
-    parse_set,
-)
+from core.specs.budget import count_params, estimate_budget
+from core.specs.errors import SpecError
+from core.specs.overrides import apply_overrides, parse_set
+from core.specs.run import FLAT_KEYS, ModelSpec, ProblemSpec, RunSpec, TrainSpec, parse_init_from
 
 BASE = {"problem": "polynomial"}
 

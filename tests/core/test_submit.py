@@ -10,7 +10,7 @@ import pytest
 from core.db import jobs
 from core.db.session import session_scope
 from core.settings import Settings
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.submit import dispatch, submit_run
 from tests.worker.support import FAST
 

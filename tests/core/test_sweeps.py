@@ -12,7 +12,8 @@ from sqlalchemy import select
 from core.db import crud, jobs
 from core.db.models import Run, Status, Sweep
 from core.db.session import session_scope
-from core.specs import MAX_SWEEP_CELLS, SpecError, SweepSpec, cell_label
+from core.specs.errors import SpecError
+from core.specs.sweep import MAX_SWEEP_CELLS, SweepSpec, cell_label
 from core.sweeps import SweepError, create_sweep, expand_sweep, sweep_cells
 from tests.worker.support import FAST
 

@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, make_url
 
 from core.db.session import make_engine, session_scope, upgrade
 from core.settings import Settings
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.submit import submit_run
 from tests.conftest import fresh_schema
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from core.specs import FLAT_KEYS
+from core.specs.run import FLAT_KEYS
 from tests.server.conftest import FAST, form_token
 
 NASTY = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']

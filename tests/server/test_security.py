@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from core.db import crud
 from core.db.session import session_scope
 from core.settings import Settings
-from core.specs import SpecError
+from core.specs.errors import SpecError
 from server.main import create_app
 
 TOKEN = "lab-secret-token"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from core.db import crud
 from core.db.models import Run, Share, utcnow
 from core.db.session import make_engine, session_scope
-from core.specs import SweepSpec
+from core.specs.sweep import SweepSpec
 from core.sweeps import create_sweep
 from tests.server.conftest import form_token
 

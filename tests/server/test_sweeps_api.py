@@ -83,6 +83,7 @@ def test_bad_input_is_422_naming_the_field_and_queues_nothing(app_client, csrf, 
     response = app_client.post("/api/sweeps", json=body, headers=csrf)
     assert response.status_code == 422, response.text
     assert field in {error["field"] for error in response.json()["detail"]}
+    assert all(set(error) == {"field", "loc", "msg", "type"} for error in response.json()["detail"])  # one shape
     with session_scope(engine, readonly=True) as session:
         assert len(session.scalars(select(Sweep.id)).all()) == before
 

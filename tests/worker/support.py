@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 
 from core.db import crud, jobs
 from core.db.session import make_engine, session_scope, upgrade
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "CIRCUITBOARD_TEST_TAG"

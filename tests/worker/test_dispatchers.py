@@ -26,7 +26,8 @@ from core.db import crud, jobs
 from core.db.session import session_scope
 from core.names import EXECUTE_JOB_TASK
 from core.settings import Settings
-from core.specs import RunSpec, SweepSpec
+from core.specs.run import RunSpec
+from core.specs.sweep import SweepSpec
 from core.submit import dispatch, submit_run
 from core.sweeps import create_sweep, sweep_cells
 from tests.conftest import fresh_schema

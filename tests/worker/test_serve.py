@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from core.db.session import session_scope
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 from core.submit import submit_run
 from tests.worker.support import FAST, ROOT, free_port, job_row, migrated, wait_for, wait_status
 

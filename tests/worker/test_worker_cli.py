@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from core.cli import progress_cell
+from core.cli.jobs import progress_cell
 from core.db import jobs
 from core.db.session import session_scope
 from tests.worker.support import ROOT, new_job

@@ -6,7 +6,7 @@ import pytest
 
 from core.db import crud
 from core.db.session import make_engine, session_scope, upgrade
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 
 TINY_RUN = {
     "problem": "parity", "max_len": 4, "n_train_per_len": 32, "n_test_per_len": 16, "probe_per_len": 2,

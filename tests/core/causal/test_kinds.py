@@ -5,7 +5,7 @@ import pytest
 from core import names
 from core.causal.kinds import HEAD_PREFIXES, KINDS
 from core.causal.specs import InterventionSpec, intervention_label
-from core.specs import SpecError
+from core.specs.errors import SpecError
 
 
 def test_the_table_holds_every_kind_once_in_order():

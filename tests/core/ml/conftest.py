@@ -12,7 +12,7 @@ import torch
 
 from core.ml import checkpoints
 from core.ml.train import Callbacks
-from core.specs import RunSpec
+from core.specs.run import RunSpec
 
 TINY = {
     "problem": "parity",

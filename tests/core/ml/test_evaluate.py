@@ -11,7 +11,7 @@ from core.ml import checkpoints
 from core.ml.evaluate import Accuracy, attention_patterns, forward_width, generated, teacher_forced
 from core.ml.train import Callbacks, build_model, train
 from core.problems import build_dataset, get_problem, tokens
-from core.specs import ProblemSpec
+from core.specs.run import ProblemSpec
 
 CPU = torch.device("cpu")
 
@@ -165,7 +165,7 @@ def test_mean_seq_acc_is_unweighted_over_lengths_in_range():
 @pytest.fixture(scope="module")
 def trained():
     """A parity model trained a little: some lengths solved, some not (set up once for this module)."""
-    from core.specs import RunSpec
+    from core.specs.run import RunSpec
 
     torch.set_num_threads(1)
     spec = RunSpec.from_flat({

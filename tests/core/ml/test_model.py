@@ -12,7 +12,8 @@ from core.ml import hooks as hooks_mod
 from core.ml.hooks import hooks, run_with_cache
 from core.ml.model import ModelConfig, Transformer
 from core.names import all_hook_names
-from core.specs import RunSpec, count_params
+from core.specs.budget import count_params
+from core.specs.run import RunSpec
 
 CONFIGS = list(itertools.product(("paper", "pre"), ("learned", "frozen", "rope", "none")))
 N_CTX = 11

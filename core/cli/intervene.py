@@ -1,28 +1,20 @@
-"""The causal commands of ``circuitboard``: ``intervene``, ``export`` and ``import-eval``.
+"""``circuitboard intervene``: test a run's circuit causally (ablate, edge, pattern, activation_patch, probe).
 
     circuitboard intervene 1 --kind edge --head L1H3 --steps all      # run now, print the results
     circuitboard intervene 1 --kind pattern --head L0H3 --head L1H3 --together
     circuitboard intervene 1 --kind ablate --queue                     # queue it for a worker instead
-    circuitboard export 1 --step 3000 --format tl --out exported/      # or --format safetensors
-    circuitboard import-eval eval.csv --preset paper-polynomial       # the authors' eval.csv as a run
 
-``register(add)`` adds them to core.cli's parser. ``intervene`` creates an ``intervene``
-job; without ``--queue`` it claims that job itself and runs it in the foreground, fenced like a
-worker's, so the job and its results look the same either way. Bad input exits 2 with one line
-per problem, before anything is written.
+It creates an ``intervene`` job; without ``--queue`` it claims that job itself and runs it in the
+foreground, fenced like a worker's, so the job and its results look the same either way.
 """
-
-from __future__ import annotations
 
 import sys
 
-from core.specs import SpecError
-
-EXIT_BAD_INPUT = 2
+from core.cli.common import EXIT_BAD_INPUT, open_engine
+from core.specs.errors import SpecError
 
 
 def register(add) -> None:
-    """Add the commands through core.cli's ``add(name, fn, help)``, which gives each its ``--db``."""
     p = add("intervene", cmd_intervene, "test a run's circuit causally: ablate, zero edges, patch patterns or activations, probe")
     p.add_argument("run", type=int)
     p.add_argument("--kind", required=True, choices=("ablate", "edge", "pattern", "activation_patch", "probe"))
@@ -43,19 +35,6 @@ def register(add) -> None:
     p.add_argument("--queue", action="store_true", help="only queue the job (a worker runs it)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
 
-    p = add("export", cmd_export, "write a run's checkpoint as a TransformerLens model or safetensors")
-    p.add_argument("run", type=int)
-    p.add_argument("--step", type=int, help="a weights checkpoint's step (default: the last)")
-    p.add_argument("--format", required=True, choices=("tl", "safetensors"))
-    p.add_argument("--out", required=True, help="output directory")
-
-    p = add("import-eval", cmd_import_eval, "import the authors' eval.csv (facebookresearch/pal) as a run's metrics")
-    p.add_argument("file")
-    p.add_argument("--run", type=int, help="an existing run to import into (default: a new run)")
-    p.add_argument("--preset", default="paper-polynomial", help="the new run's spec (default: paper-polynomial)")
-    p.add_argument("--name", help="the new run's name")
-    p.add_argument("--steps-per-epoch", type=int, default=64)
-
 
 def _spec_from(args) -> dict:
     steps = args.steps if args.steps in ("last", "all") else int(args.steps) if args.steps.isdigit() else args.steps
@@ -70,7 +49,6 @@ def _spec_from(args) -> dict:
 
 def cmd_intervene(args) -> int:
     from core.causal.specs import InterventionSpec
-    from core.cli import _engine
     from core.db import crud, jobs
     from core.db.models import Status
     from core.db.session import session_scope
@@ -80,7 +58,7 @@ def cmd_intervene(args) -> int:
     except SpecError as exc:
         print(f"circuitboard intervene: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    engine = _engine(args.db)
+    engine = open_engine(args.db)
     with session_scope(engine) as session:
         if crud.get_run(session, run_id=args.run) is None:
             print(f"circuitboard intervene: run: no run {args.run}", file=sys.stderr)
@@ -134,59 +112,3 @@ def print_results(engine, run_id: int, job_id: int) -> None:
         else:
             print(f"step {r['step']:>6,}  {r['intervention']:<24} {r['target']:<24} held-out accuracy "
                   f"{res['accuracy']:.3f} (chance {res['chance']:.3f})")
-
-
-def cmd_export(args) -> int:
-    from pathlib import Path
-
-    from core.causal.jobs import InterventionError, load_model
-    from core.cli import _engine
-    from core.ml.export import ExportError, save_safetensors, save_tl
-
-    engine = _engine(args.db)
-    try:
-        model, spec, step = load_model(engine, args.run, args.step)
-        if args.format == "tl":
-            paths = save_tl(model, Path(args.out))
-        else:
-            paths = save_safetensors(model, Path(args.out),
-                                     metadata={"run_id": args.run, "step": step, "spec": spec.to_flat()})
-    except (InterventionError, ExportError) as exc:
-        print(f"circuitboard export: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    for path in paths:
-        print(path)
-    return 0
-
-
-def cmd_import_eval(args) -> int:
-    from pathlib import Path
-
-    from core.cli import _engine
-    from core.db import crud
-    from core.db.models import Status
-    from core.db.session import session_scope
-    from core.eval_import import EvalCsvError, import_eval_csv
-    from core.presets import get_preset
-    from core.specs import apply_overrides
-    from core.summary import summarize
-
-    try:
-        text = Path(args.file).read_text()
-        spec = None if args.run else apply_overrides(get_preset(args.preset), {})
-    except (OSError, SpecError) as exc:
-        print(f"circuitboard import-eval: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    engine = _engine(args.db)
-    try:
-        with session_scope(engine) as session:
-            run_id = args.run or crud.create_run(session, spec=spec.to_flat(), preset=args.preset, status=Status.SUCCEEDED,
-                                                 name=args.name or f"authors' {Path(args.file).name}").id
-            imported = import_eval_csv(session, run_id=run_id, text=text, steps_per_epoch=args.steps_per_epoch)
-            crud.update_run(session, run_id=run_id, summary=summarize(crud.get_metrics(session, run_id=run_id), finished=True))
-    except (EvalCsvError, crud.RunNotFound) as exc:
-        print(f"circuitboard import-eval: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"run {run_id}: {len(imported.rows)} metric values at {len(imported.steps)} steps"
-          f"{'; ignored columns: ' + ', '.join(imported.ignored) if imported.ignored else ''}")
-    return 0

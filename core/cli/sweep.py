@@ -1,0 +1,63 @@
+"""``circuitboard sweep``: queue a grid of runs, a preset crossed with up to two numeric axes and seeds.
+
+    circuitboard sweep --preset P --axis d_model=32,64 [--axis max_len=4,8] [--seeds 0,1] [--set key=value ...]
+"""
+
+import re
+
+from core.cli.common import bad_input, open_engine
+from core.settings import get_settings
+from core.specs.errors import SpecError
+from core.specs.overrides import parse_set
+
+
+def register(add) -> None:
+    p = add("sweep", cmd_sweep, "queue a grid of runs: a preset crossed with up to two numeric axes and seeds")
+    p.add_argument("--preset", required=True, help="e.g. fast-parity")
+    p.add_argument("--axis", action="append", metavar="KEY=V1,V2", help="a numeric spec key and its values (at most 2)")
+    p.add_argument("--seeds", metavar="S1,S2", help="seeds, crossed with the axes")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base spec key (repeatable)")
+    p.add_argument("--name", help="a name for the sweep")
+
+
+def cmd_sweep(args) -> int:
+    from core.specs.sweep import SweepSpec
+
+    try:
+        axes = dict(parse_axis(item) for item in args.axis or [])
+        seeds = None
+        if args.seeds is not None:
+            try:
+                seeds = [int(seed) for seed in args.seeds.split(",")]
+            except ValueError:
+                raise SpecError([("seeds", f"must be integers separated by commas (got {args.seeds!r})")]) from None
+        spec = SweepSpec.parse({"preset": args.preset, "overrides": parse_set(args.set or []),
+                                "axes": axes, "seeds": seeds})
+    except SpecError as exc:
+        return bad_input("sweep", exc)
+    from core.db.session import session_scope
+    from core.submit import dispatch
+    from core.sweeps import create_sweep
+
+    engine = open_engine(args.db)
+    with session_scope(engine) as session:
+        created = create_sweep(session, spec=spec, name=args.name)
+    dispatch(get_settings(), [created.job_id])
+    print(f"sweep {created.sweep_id}: {len(spec.cells())} cells ({' x '.join(f'{k} {v}' for k, v in spec.stored_axes().items())}); "
+          f"job {created.job_id} expands them into runs when a worker takes it")
+    return 0
+
+
+def parse_axis(text: str) -> tuple[str, list[float | int]]:
+    """``d_model=32,64`` -> ("d_model", [32, 64]); SpecError on anything else."""
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not values.strip():
+        raise SpecError([(f"axes.{key}" if key else "axes", f"expected KEY=V1,V2,... (got {text!r})")])
+    parsed: list[float | int] = []
+    for value in values.split(","):
+        try:
+            parsed.append(int(value) if re.fullmatch(r"\s*-?\d+\s*", value) else float(value))
+        except ValueError:
+            raise SpecError([(f"axes.{key}", f"values must be numbers (got {value.strip()!r})")]) from None
+    return key, parsed

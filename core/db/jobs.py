@@ -454,8 +454,12 @@ def _log(job: Job, now: datetime, event: str, **details: Any) -> None:
 
 
 def _locked(query, *, skip_locked: bool = False):
-    """FOR UPDATE on PostgreSQL; SQLite renders nothing (BEGIN IMMEDIATE already holds the lock)."""
-    return query.with_for_update(skip_locked=skip_locked)
+    """FOR UPDATE on PostgreSQL; SQLite renders nothing (BEGIN IMMEDIATE already holds the lock).
+
+    ``populate_existing`` makes the locked row overwrite any copy the session loaded before the lock
+    (a route that read the job first): every check after it decides on the row as it is now.
+    """
+    return query.with_for_update(skip_locked=skip_locked).execution_options(populate_existing=True)
 
 
 def _finite(value: Any) -> Any:

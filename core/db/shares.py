@@ -53,7 +53,9 @@ def resolve(session: Session, *, token: str, now: datetime | None = None) -> Sha
 
 
 def revoke(session: Session, *, share_id: int) -> Share | None:
-    share = session.get(Share, share_id)
+    """Stamp the link revoked, once: concurrent callers decide on the locked row and all see one stamp."""
+    share = session.scalars(select(Share).where(Share.id == share_id).with_for_update()
+                            .execution_options(populate_existing=True)).first()
     if share is not None and share.revoked_at is None:
         share.revoked_at = utcnow()
         session.flush()

@@ -1,4 +1,4 @@
-"""The dependency rules of DESIGN.md, checked: the torch-free parts of core never load torch."""
+"""The dependency rules, checked: the torch-free parts of core never load torch (cycles: test_import_graph.py)."""
 
 import subprocess
 import sys

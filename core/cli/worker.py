@@ -8,7 +8,7 @@ import os
 
 from core.cli.common import bad_input
 from core.names import queue_for_device
-from core.settings import environ_of, settings_with
+from core.settings import environ_of, get_settings, settings_with
 from core.specs.errors import SpecError
 from core.specs.run import check_device
 
@@ -50,6 +50,7 @@ def celery_worker(*, broker: str, db: str | None, queues: list[str], device: str
     # The Celery app (worker.celery_app) and the job processes it starts read their settings, and
     # worker.child its default device, from the environment: the one way to hand them these.
     os.environ.update(environ_of(settings), CIRCUITBOARD_WORKER_DEVICE=device)
+    get_settings.cache_clear()  # this process read its settings before: read them again from there
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     app = importlib.import_module("worker.celery_app").app

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.db import crud
 from core.db.models import Run
-from core.names import ROLE_TITLES, ROLES, score_key
+from core.names import LOSS, PEAKY_THRES, ROLE_TITLES, ROLES, SEQ_ACC, TEST, TRAIN, metric_key, score_key
 from core.specs.errors import SpecError
 from server import figures_compare as F
 from server.access import Access
@@ -30,7 +30,7 @@ from server.figures import full_matrix
 from server.views import runs as views
 
 MAX_RUNS = 4
-CURVES = (("test/seq_acc", "test seq_acc", (0, 1.02)), ("train/loss", "train loss", None))
+CURVES = ((metric_key(TEST, SEQ_ACC), "test seq_acc", (0, 1.02)), (metric_key(TRAIN, LOSS), "train loss", None))
 
 
 def parse_run_ids(text: str) -> list[int]:
@@ -97,7 +97,7 @@ def _curves(session: Session, runs: list[Run]) -> list[dict]:
             if not head:
                 continue
             rows = crud.get_metrics(session, run_id=run.id,
-                                    keys=[score_key(role, "peaky_thres", head["layer"], head["head"])])
+                                    keys=[score_key(role, PEAKY_THRES, head["layer"], head["head"])])
             series.append({"name": f"{F.run_title(run.id, run.name)} L{head['layer']}H{head['head']}",
                            "x": [r[1] for r in rows], "y": [r[2] for r in rows],
                            "colour": F.RUN_COLOURS[i % len(F.RUN_COLOURS)]})

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.db.models import Sweep
-from core.names import ROLE_TITLES, ROLES
+from core.names import PEAKY_THRES, ROLE_TITLES, ROLES
 from core.sweeps import sweep_cells
 from server import figures_compare as F
 from server.access import Access
@@ -35,7 +35,7 @@ def cell_values(run: dict | None) -> dict[str, float | None]:
     values = {"test_seq_acc": ((summary.get("accuracy") or {}).get("test") or {}).get("seq_acc")}
     for role in ROLES:
         head = (summary.get("heads") or {}).get(role) or {}
-        values[role] = (head.get("scores") or {}).get("peaky_thres")
+        values[role] = (head.get("scores") or {}).get(PEAKY_THRES)
     return values
 
 

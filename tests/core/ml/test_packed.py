@@ -97,6 +97,9 @@ def test_members_equal_their_solo_runs_after_steps(tiny_spec, steps):
     specs, solos = make_runs(tiny_spec, SEEDS)
     pack = make_pack(specs, solos)
     run_both(specs, solos, pack, steps)
+    for i, solo in enumerate(solos):  # the gradients the last step used (the sum of losses, not their mean)
+        for name, p in solo.model.named_parameters():
+            assert torch.allclose(pack.params[name].grad[i], p.grad, atol=TOL, rtol=0), (i, name)
     tokens, mask = packed_batch(solos, steps + 1)
     assert_members_match(pack, solos, tokens)
     # gradients at the next batch: each member's equals its solo model's

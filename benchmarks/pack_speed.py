@@ -5,10 +5,10 @@
 
 For each (d_model, pack size M) it builds M members (seeds 0..M-1) of the preset with only d_model
 changed (d_mlp follows as 4 x d_model) and dropout 0 (``core/ml/packed.py`` supports no other), and
-times, in the same process, one warm-up step then ``--steps`` steps of each: the M solo runs
-(``train_step`` on each member in turn, its own optimizer) and the pack (``Pack.step``), both on the
-members' own batches. ``solo_step_s`` is the time of one step of all M solo runs, ``packed_step_s``
-that of one packed step, ``ratio`` = solo_step_s / packed_step_s (above 1: the pack is faster), and
+times, in the same process, one warm-up step then ``--steps`` steps of each, alternating step by
+step: the M solo runs (``train_step`` on each member in turn, its own optimizer) and the pack
+(``Pack.step``), both on the members' own batches. ``solo_step_s`` is the median time of one step of
+all M solo runs, ``packed_step_s`` the median of one packed step, ``ratio`` = solo_step_s / packed_step_s (above 1: the pack is faster), and
 ``max_abs_diff`` the largest |packed - solo| over every member's loss and parameters after the
 timed steps (the two paths train the same models). Model-steps/s = M / step seconds.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -69,17 +70,19 @@ def measure(preset: str, d_model: int, m: int, steps: int, device_name: str) -> 
         packed_losses.copy_(pack.step(torch.stack([tokens[r] for r in batches]),  # [M, B, W]
                                       torch.stack([mask[r] for r in batches])).cpu())  # [M, B, W-1]
 
-    def timed(fn) -> float:
-        fn(1)  # warm-up (step 1)
+    def timed(fn, step: int) -> float:
         sync(device)
         start = time.perf_counter()
-        for step in range(2, steps + 2):
-            fn(step)
+        fn(step)
         sync(device)
-        return (time.perf_counter() - start) / steps
+        return time.perf_counter() - start
 
-    solo_s = timed(solo_step)
-    packed_s = timed(packed_step)
+    solo_step(1), packed_step(1)  # warm-up (step 1)
+    solo_times, packed_times = [], []
+    for step in range(2, steps + 2):  # alternating, so that a drift in the machine's speed hits both
+        solo_times.append(timed(solo_step, step))
+        packed_times.append(timed(packed_step, step))
+    solo_s, packed_s = statistics.median(solo_times), statistics.median(packed_times)
     diff = max(abs(a - b) for a, b in zip(solo_losses, packed_losses.tolist()))
     for i, model in enumerate(solos):
         state = pack.member_state_dict(i)

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy.engine import URL
 
 from core.db import crud, jobs
 from core.db.session import make_engine, session_scope, upgrade
+from core.settings import Settings
 from core.specs import RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,15 +205,35 @@ def fingerprint(engine: Engine, run_id: int, job_id: int) -> tuple:
 CELERY_ENV = {"CIRCUITBOARD_REPUBLISH_AFTER_SECONDS": "2"}
 
 
-def start_celery(workers: Workers, url: URL, broker: str, *args: str) -> subprocess.Popen:
+def start_celery(workers: Workers, url: URL, broker: str, *args: str,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
     """``circuitboard worker --broker URL`` (a real Celery worker, solo pool) as a process-group leader."""
     command = [sys.executable, "-m", "core.cli", "worker", "--db", url.render_as_string(hide_password=False),
                "--broker", broker, *args]
     with open(workers.logs / f"worker-{len(workers.started)}.log", "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env={**workers.env(), **CELERY_ENV}, start_new_session=True,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, env={**workers.env(**(env or {})), **CELERY_ENV},
+                                   start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     workers.started.append(process)
     return process
+
+
+@dataclass
+class Stack:
+    """One deployment under test: its database, settings, and how to start one of its workers."""
+
+    kind: str  # "local" (SQLite, worker.local) or "celery" (PostgreSQL, Redis, a Celery worker)
+    url: URL
+    engine: Engine
+    settings: Settings
+    start: Callable[..., subprocess.Popen]  # start(env=None): a worker, with extra environment variables
+    ready_line: str  # what its log says once it takes jobs
+
+
+def started(stack: Stack, workers: Workers, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A worker of ``stack``, once it is ready for jobs."""
+    worker = stack.start(env=env)
+    wait_for(lambda: stack.ready_line in workers.log(worker), timeout=30, what=f"the {stack.kind} worker to start")
+    return worker
 
 
 def free_port() -> int:

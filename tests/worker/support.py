@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -198,6 +199,30 @@ def fingerprint(engine: Engine, run_id: int, job_id: int) -> tuple:
                    for key, step, value in crud.get_metrics(session, run_id=run_id)]
         return (job_state, run_state, metrics,
                 crud.list_snapshot_steps(session, run_id=run_id), checkpoints)
+
+
+def pause_between_writes(path, groups) -> None:
+    """SIGSTOP every process group at a moment none of them holds SQLite's write lock.
+
+    A process frozen inside a write transaction holds SQLite's one write lock, and every other
+    writer waits for it until it is resumed (inherent to SQLite; on PostgreSQL only that job's row
+    would wait). That is not what the tests that call this are about, so it pauses between writes.
+    """
+    for _ in range(100):
+        for group in groups:
+            os.killpg(group, signal.SIGSTOP)
+        connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped mid-write: let it finish, try again
+            for group in groups:
+                os.killpg(group, signal.SIGCONT)
+            time.sleep(0.03)
+        finally:
+            connection.close()
+    pytest.fail("could not pause the worker between two writes")
 
 
 # ---------------------------------------------------------------- Celery workers and a Redis of their own

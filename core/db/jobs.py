@@ -463,7 +463,7 @@ def _lose(session: Session, job: Job, reason: str, now: datetime) -> str:
     run = _driven_run(session, job)
     at_step = {"at_step": run.step} if run is not None else {}
     if run is not None and run.status in TERMINAL:  # it finished before its worker could say so
-        _end(session, job, run.status, run.error, now)
+        _close(job, run.status, run.error, now)  # the job follows its run; the run stays as it ended
     elif job.cancel_requested:
         _end(session, job, Status.CANCELLED.value, None, now)
     elif job.attempt >= job.max_attempts:
@@ -486,15 +486,19 @@ def _requeue(session: Session, job: Job) -> None:
 
 
 def _end(session: Session, job: Job, status: str, error: str | None, now: datetime) -> None:
-    job.status = status
-    job.error = error
-    job.finished_at = now
-    job.lease_expires_at = None
+    _close(job, status, error, now)
     run = _driven_run(session, job)
     if run is not None:
         run.status, run.finished_at = status, now
         if error is not None:
             run.error = error
+
+
+def _close(job: Job, status: str, error: str | None, now: datetime) -> None:
+    job.status = status
+    job.error = error
+    job.finished_at = now
+    job.lease_expires_at = None
 
 
 def _driven_run(session: Session, job: Job) -> Run | None:

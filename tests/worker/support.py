@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -95,6 +96,34 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 
 def wait_status(engine: Engine, job_id: int, *statuses: str, timeout: float = 30) -> Any:
     return wait_for(lambda: (job := job_row(engine, job_id)).status in statuses and job,
                     timeout=timeout, interval=0.1, what=f"job {job_id} to become {'/'.join(statuses)}")
+
+
+class StatusWatch(threading.Thread):
+    """Reads a run's status over and over, from ``start()`` until ``stop()`` (and once more then).
+
+    ``seen`` is the statuses it found in order, repeats collapsed. Reads pass SQLite's write lock (WAL).
+    """
+
+    def __init__(self, engine: Engine, run_id: int) -> None:
+        super().__init__(daemon=True)
+        self.engine, self.run_id = engine, run_id
+        self.seen: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            last = self.done.is_set()
+            status = run_row(self.engine, self.run_id).status
+            if not self.seen or self.seen[-1] != status:
+                self.seen.append(status)
+            if last:
+                return
+            self.done.wait(0.01)
+
+    def stop(self) -> list[str]:
+        self.done.set()
+        self.join()
+        return self.seen
 
 
 # ---------------------------------------------------------------- processes

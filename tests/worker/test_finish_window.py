@@ -14,7 +14,6 @@ status the whole time. On both deployments: SQLite + ``worker.local`` and Postgr
 from __future__ import annotations
 
 import signal
-import threading
 
 from core.db import crud, jobs
 from core.db.session import session_scope
@@ -22,6 +21,7 @@ from core.submit import dispatch
 from tests.worker.support import (
     FAST,
     LEASE,
+    StatusWatch,
     events,
     job_row,
     new_job,
@@ -35,20 +35,6 @@ from worker.child import HOLD_AFTER_FINAL_ENV
 from worker.execute import DROPPED, execute_job
 
 QUICK = {**FAST, "steps": 10}
-
-
-class StatusWatch(threading.Thread):
-    """Reads a run's status over and over until stopped; ``seen`` is every status it found."""
-
-    def __init__(self, engine, run_id: int) -> None:
-        super().__init__(daemon=True)
-        self.engine, self.run_id = engine, run_id
-        self.seen: set[str] = set()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.01):
-            self.seen.add(run_row(self.engine, self.run_id).status)
 
 
 def test_a_worker_killed_after_the_final_commit_leaves_the_run_succeeded_and_trained_once(stack, workers, tmp_path):
@@ -73,10 +59,9 @@ def test_a_worker_killed_after_the_final_commit_leaves_the_run_succeeded_and_tra
     wait_for(lambda: events(job_row(stack.engine, canary), "lost"), timeout=LEASE + 30, interval=0.1,
              what="the second worker's reaper to reap the canary")
     assert wait_status(stack.engine, canary, "SUCCEEDED", "FAILED", timeout=60).status == "SUCCEEDED"
-    watch.done.set()
-    watch.join()
+    watch.stop()
 
-    assert watch.seen == {"SUCCEEDED"}  # never demoted, not for a moment
+    assert watch.seen == ["SUCCEEDED"]  # never demoted, not for a moment
     job = job_row(stack.engine, job_id)
     assert (job.status, job.attempt, job.fencing_token) == ("SUCCEEDED", 1, 1), job.payload
     assert [e["event"] for e in events(job)] == ["claimed", "finished"]  # trained once, nothing reaped

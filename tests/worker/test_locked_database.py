@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 from sqlalchemy.engine import make_url
 
@@ -21,6 +20,7 @@ from core.db import crud
 from core.db.session import session_scope
 from tests.worker.support import (
     SLOW,
+    StatusWatch,
     events,
     job_row,
     migrated,
@@ -39,22 +39,6 @@ print("locked", flush=True)
 sys.stdin.readline()  # until the test says so
 connection.execute("COMMIT")
 """
-
-
-class StatusWatch(threading.Thread):
-    """Reads a run's status over and over until stopped (WAL: reads pass the lock); ``seen``: each one found."""
-
-    def __init__(self, engine, run_id: int) -> None:
-        super().__init__(daemon=True)
-        self.engine, self.run_id = engine, run_id
-        self.seen: list[str] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.02):
-            status = run_row(self.engine, self.run_id).status
-            if not self.seen or self.seen[-1] != status:
-                self.seen.append(status)
 
 
 def test_a_database_locked_past_the_busy_timeout_never_fails_the_run_and_loses_nothing(tmp_path, workers):
@@ -81,8 +65,7 @@ def test_a_database_locked_past_the_busy_timeout_never_fails_the_run_and_loses_n
     assert holder.returncode == 0
 
     job = wait_status(engine, job_id, "SUCCEEDED", "FAILED", timeout=60)
-    watch.done.set()
-    watch.join()
+    watch.stop()
     assert job.status == "SUCCEEDED", (job.error, workers.log(worker)[-3000:])
     assert "FAILED" not in watch.seen, watch.seen
     assert watch.seen[0] == "RUNNING" and watch.seen[-1] == "SUCCEEDED"

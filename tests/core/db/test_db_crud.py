@@ -55,6 +55,25 @@ def test_list_runs_filters_pages_and_puts_newest_first(engine):
         assert crud.count_runs(session, problem="parity") == 2
 
 
+def test_one_filter_builder_selects_by_every_criterion_of_the_list_pages(engine):
+    with session_scope(engine) as session:
+        a = crud.create_run(session, spec={"problem": "parity"}, name="Alpha run", tags=["keep", "x"]).id
+        b = crud.create_run(session, spec={"problem": "parity"}, notes="see ALPHA", tags=["x_keep"]).id
+        c = crud.create_run(session, spec={"problem": "polynomial"}, name="50%_done", status="FAILED").id
+
+    def ids(**criteria) -> list[int]:
+        with session_scope(engine, readonly=True) as session:
+            query = select(Run.id).where(*crud.run_filters(**criteria)).order_by(Run.id)
+            return list(session.scalars(query))
+
+    assert ids() == [a, b, c]
+    assert ids(text="alpha") == [a, b]  # name or notes, any case
+    assert ids(text="%_") == [c]  # LIKE's wildcards are literal
+    assert ids(tag="keep") == [a]  # a whole tag, not part of one
+    assert ids(status="failed") == [c] and ids(status="BOGUS") == []  # any case; no such status: none
+    assert ids(problem="parity", run_ids={b, c}) == [b]
+
+
 def test_update_run_sets_fields_and_validates(engine, run_id):
     with session_scope(engine) as session:
         crud.update_run(session, run_id=run_id, status=Status.RUNNING, step=7, summary={"acc": 1.0})

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.causal.jobs import execute_intervention_job  # noqa: E402
 from core.causal.results import list_results  # noqa: E402
-from core.db import crud  # noqa: E402
+from core.db import crud, jobs  # noqa: E402
 from core.db.session import make_engine, session_scope  # noqa: E402
 from core.summary import causal_verdict, run_summary  # noqa: E402
 
@@ -101,7 +101,7 @@ def main() -> int:
     if not args.skip_interventions:
         for spec in specs(summary, step, args.rows_per_len):
             with session_scope(engine) as session:
-                job_id = crud.create_job(session, kind="intervene", run_id=args.run, payload={"spec": spec}).id
+                job_id = jobs.submit_intervention_job(session, run_id=args.run, spec=spec).id
             execute_intervention_job(engine, job_id)
     with session_scope(engine, readonly=True) as session:
         rows = list_results(session, run_id=args.run, step=step)

@@ -30,7 +30,7 @@ from core.ml.packed import Pack  # noqa: E402
 from core.ml.train import batch_rows, build_model, make_optimizer, resolve_device, train_step  # noqa: E402
 from core.presets import get_preset  # noqa: E402
 from core.problems import build_dataset, supervised_mask  # noqa: E402
-from core.specs import apply_overrides  # noqa: E402
+from core.specs.overrides import apply_overrides  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

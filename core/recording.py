@@ -9,6 +9,9 @@ call :func:`execute_training`, so a run is recorded the same way wherever it ran
 
 ``guard`` is how a worker makes writes conditional: a callable run inside each write transaction
 that raises when this process no longer owns the job (``core.db.jobs.fence``); the CLI passes none.
+``on_final`` is how a worker ends its job together with the run: called inside the transaction that
+writes the run's final status, so the two can never be seen apart. A transient database error
+(``core.db.jobs.is_transient``) is not the run's failure: it propagates without writing FAILED.
 
 Every write survives a dropped database connection: a transaction that fails because the
 connection was lost (PostgreSQL restarted, or its backend terminated) is retried on a fresh one
@@ -26,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from core.db import crud
-from core.db.jobs import transact
+from core.db.jobs import is_transient, transact
 from core.db.models import Status, utcnow
 from core.db.session import session_scope
 from core.ml import checkpoints
@@ -37,6 +40,7 @@ from core.summary import summarize
 KEEP_RESUME_CHECKPOINTS = 3
 
 Guard = Callable[[Session], None]
+OnFinal = Callable[[Session, str, str | None], object]  # (session, final status, error)
 
 
 class RunRecorder(Callbacks):
@@ -44,9 +48,10 @@ class RunRecorder(Callbacks):
 
     def __init__(self, engine: Engine, run_id: int, *, guard: Guard | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None, on_final: OnFinal | None = None) -> None:
         self.engine, self.run_id = engine, run_id
         self.guard = guard or (lambda session: None)
+        self.on_final = on_final or (lambda session, status, error: None)
         self.on_progress = on_progress
         self._should_stop = should_stop or (lambda: False)
 
@@ -98,12 +103,14 @@ def load_init_weights(engine: Engine, run_id: int, step: int) -> dict:
 
 def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
                      on_progress: Callable[[Progress], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None, device: str | None = None) -> str:
+                     should_stop: Callable[[], bool] | None = None, device: str | None = None,
+                     on_final: OnFinal | None = None) -> str:
     """Train run ``run_id`` to the end (or until ``should_stop``); return its final status.
 
     ``device`` is where to train when the run's spec names no device (a worker passes its own).
     """
-    recorder = RunRecorder(engine, run_id, guard=guard, on_progress=on_progress, should_stop=should_stop)
+    recorder = RunRecorder(engine, run_id, guard=guard, on_progress=on_progress, should_stop=should_stop,
+                           on_final=on_final)
 
     def read(session: Session):
         run = crud.get_run(session, run_id=run_id)
@@ -132,6 +139,8 @@ def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
         _finish(recorder, Status.FAILED, error=str(exc))
         raise
     except Exception as exc:
+        if is_transient(exc):
+            raise  # the database failed, not the training: whoever runs it resumes it later
         _finish(recorder, Status.FAILED, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
         raise
     if result.stopped:
@@ -145,5 +154,6 @@ def _finish(recorder: RunRecorder, status: Status, *, error: str | None = None) 
         rows = crud.get_metrics(session, run_id=recorder.run_id)
         crud.update_run(session, run_id=recorder.run_id, status=status, error=error,
                         finished_at=utcnow(), summary=summarize(rows, finished=True))
+        recorder.on_final(session, status.value, error)
     recorder.write(write)
 

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(60, ge=1)  # a job whose lease is not renewed for this long is lost
     heartbeat_seconds: int = Field(10, ge=1)  # how often a running job renews its lease
     stop_grace_seconds: int = Field(10, ge=0)  # after SIGTERM, how long a stopping job may checkpoint before SIGKILL
+    stall_seconds: int = Field(900, ge=0)  # a job reporting no progress this long is killed and resumed (0: never)
     visibility_timeout_seconds: int = Field(7 * 24 * 3600, ge=60)  # Redis redelivers an unacked task after this
     republish_after_seconds: int = Field(30, ge=1)  # a QUEUED job unclaimed this long is published again
     auth_token: str | None = None  # set: every dashboard route but share links and static files needs it

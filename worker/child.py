@@ -6,15 +6,23 @@ outcome from the exit status (the ``EXIT_*`` codes below). Everything it writes 
 ``jobs.fence(job_id, token)``, so once its supervisor has lost the lease nothing it does lands.
 
 The job's kind picks the work: ``train`` -> ``core.recording.execute_training`` (on the spec's
-device, or the worker's, ``CIRCUITBOARD_WORKER_DEVICE``, when the spec names none); ``intervene``
--> ``core.causal.jobs.execute_intervention_job`` (the same device rule). Training returns its run's
-final status (SUCCEEDED, or RUNNING when asked to stop); an intervention its ``Outcome``
-(SUCCEEDED, or STOPPED when asked to stop).
+device, or the worker's, ``CIRCUITBOARD_WORKER_DEVICE``, when the spec names none), which ends the
+job in the same transaction as it writes the run's final status (``jobs.finish`` as its
+``on_final``), so no crash can leave a finished run behind a RUNNING job; ``intervene``
+-> ``core.causal.jobs.execute_intervention_job`` (the same device rule). Both return the final
+status: SUCCEEDED, FAILED, or, when asked to stop, the status to hand back.
 
 - SIGTERM asks it to stop: training ends after the current step with a resume checkpoint
   (``execute_training`` writes one when ``should_stop`` ends the loop), and it exits EXIT_STOPPED.
 - It dies with its supervisor (Linux ``PR_SET_PDEATHSIG``, and a watcher thread elsewhere), so
   killing a worker never leaves a training process behind.
+- A transient database error (locked past the busy timeout, connection lost: ``jobs.is_transient``)
+  writes nothing: it prints the error in one line and exits EXIT_INFRA, and the supervisor hands the
+  attempt back to resume.
+
+``CIRCUITBOARD_TEST_HOLD_AFTER_FINAL=PATH`` (tests only) makes it write PATH and wait to be killed
+once its work has ended SUCCEEDED or FAILED (for a train job: committed, with the job's final status),
+holding open the moment between that commit and its exit.
 
 This module's top level is torch-free, so the supervisor can import the exit codes.
 """
@@ -35,6 +43,7 @@ EXIT_INFRA = 13  # the database failed under it: the attempt counts as lost, the
 
 SUPERVISOR_PID_ENV = "CIRCUITBOARD_SUPERVISOR_PID"
 WORKER_DEVICE_ENV = "CIRCUITBOARD_WORKER_DEVICE"  # set by `circuitboard worker --device`
+HOLD_AFTER_FINAL_ENV = "CIRCUITBOARD_TEST_HOLD_AFTER_FINAL"  # tests: pause after the final commit
 
 
 def die_with_supervisor(supervisor_pid: int) -> None:
@@ -85,9 +94,12 @@ def run_job(engine, job_id: int, token: int, stop: threading.Event) -> str:
     if kind == JOB_TRAIN:
         from core.recording import execute_training  # torch, from here on
 
+        def finish(session, status: str, error: str | None) -> None:  # in the run's final transaction
+            jobs.finish(session, job_id=job_id, token=token, status=status, error=error)
+
         return execute_training(engine, run_id, guard=guard, should_stop=stop.is_set,
                                 on_progress=lambda p: report(engine, job_id, token, p),
-                                device=os.environ.get(WORKER_DEVICE_ENV) or None)
+                                device=os.environ.get(WORKER_DEVICE_ENV) or None, on_final=finish)
     if kind == JOB_INTERVENE:
         from core.causal.jobs import execute_intervention_job  # written alongside; torch, from here on
 
@@ -104,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; it sends SIGTERM
 
-    from sqlalchemy.exc import OperationalError
-
     from core.db import jobs
     from core.db.models import Status
     from core.db.session import make_engine
@@ -116,19 +126,30 @@ def main(argv: list[str] | None = None) -> int:
         status = run_job(engine, job_id, token, stop)
     except jobs.LeaseLost:
         return EXIT_LEASE_LOST
-    except OperationalError as exc:
-        print(f"database error: {exc}", file=sys.stderr)
-        return EXIT_INFRA
-    except Exception as exc:  # noqa: BLE001 - any other error is the job's own
+    except Exception as exc:  # noqa: BLE001 - any other error is the job's own, unless the database failed
+        if jobs.is_transient(exc):
+            print(jobs.describe(exc), file=sys.stderr, flush=True)  # one line: the supervisor's reason
+            return EXIT_INFRA
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         engine.dispose()
-    if status == Status.SUCCEEDED.value:  # an intervention's Outcome.SUCCEEDED is equal to it
+    _hold_if_asked(status)
+    if status == Status.SUCCEEDED.value:
         return EXIT_SUCCEEDED
     if status == Status.FAILED.value:
         return EXIT_FAILED
     return EXIT_STOPPED  # training's RUNNING, an intervention's Outcome.STOPPED
+
+
+def _hold_if_asked(status: str) -> None:
+    """Tests only: once a final status is committed, say so in a file and wait to be killed."""
+    path = os.environ.get(HOLD_AFTER_FINAL_ENV)
+    if path and status in ("SUCCEEDED", "FAILED"):
+        with open(path, "w") as marker:
+            marker.write(status)
+        while True:
+            time.sleep(1.0)
 
 
 if __name__ == "__main__":

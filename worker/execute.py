@@ -13,13 +13,20 @@ whole group can be killed at once. While the child runs, the supervisor:
   been unreachable for a whole lease, it kills the child and writes nothing more (``LOST``);
 - checks for a cancel request about once a second: SIGTERM to the child's group, SIGKILL after
   ``stop_grace_seconds``, then CANCELLED;
+- at the same time, how long the job has reported no progress: a child silent for ``stall_seconds``
+  (hung, or stopped by a signal) is killed and the attempt counts as lost, so it resumes from its
+  last checkpoint like any other lost attempt;
 - on a graceful worker shutdown (``should_stop()`` turns true) sends SIGTERM the same way: the child
   writes a resume checkpoint and the job goes back to the queue without using up an attempt.
 
 How the child ended decides the job (see ``worker.child`` for the exit codes): success -> SUCCEEDED;
 the job's own error (an exception, NaN loss) -> FAILED with the error, never retried automatically;
 killed by a signal or a database failure -> the attempt is lost: re-queued to resume from its last
-checkpoint, or FAILED once it has used ``max_attempts``.
+checkpoint, or FAILED once it has used ``max_attempts``. A train job's child ends the job itself,
+in the transaction that writes its run's final status; the supervisor's own ``finish`` then only
+confirms it (and a supervisor that dies between the two leaves nothing to re-do). The supervisor's
+last write (finish, or handing the attempt back) waits out a database that is briefly locked or away
+(``FINAL_WRITE_PATIENCE_LEASES`` leases), fenced like every other write.
 
 Job kinds. ``train`` and ``intervene`` jobs run in the child (``worker.child`` picks the work by the
 job's kind). A ``sweep`` job is bookkeeping, not computation: the supervisor expands it inline, in
@@ -46,7 +53,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import crud, jobs
-from core.db.models import Status, utcnow
+from core.db.models import Status
 from core.db.session import session_scope
 from core.names import JOB_INTERVENE, JOB_SWEEP, JOB_TRAIN
 from core.settings import Settings
@@ -61,7 +68,8 @@ log = logging.getLogger(__name__)
 DROPPED = "DROPPED"  # a duplicate or stale delivery: nothing was claimed
 LOST = "LOST"  # the lease was lost mid-run: another worker owns the job now
 POLL_SECONDS = 0.2  # how often the supervisor wakes up
-CANCEL_CHECK_SECONDS = 1.0  # how often it looks for a cancel request
+CANCEL_CHECK_SECONDS = 1.0  # how often it looks for a cancel request (and for a stall)
+FINAL_WRITE_PATIENCE_LEASES = 3  # how long (in leases) the last write waits for a locked or absent database
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 ShouldStop = Callable[[], bool]
@@ -148,17 +156,17 @@ def _supervise(engine: Engine, claim: jobs.Claim, settings: Settings, should_sto
         finally:
             _kill_group(proc, signal.SIGKILL)  # whatever happened, nothing of it is left behind
             proc.wait()
-        if code is None:
-            return LOST
+        if code is None:  # not ours any more: ended by its own child just now, or lost
+            return _ended(engine, claim) or LOST
         stderr.seek(0)
         tail = stderr.read()[-2000:].decode(errors="replace").strip()
-    return _outcome(engine, claim, code, intent, tail)
+    return _outcome(engine, claim, settings, code, intent, tail)
 
 
 def _watch(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: ShouldStop,
            proc: subprocess.Popen) -> tuple[int | None, str | None]:
     """Supervise until the child exits: (its exit code, or None when the lease was lost; why we stopped it)."""
-    intent: str | None = None  # "cancel" or "release" once we have asked the child to stop
+    intent: str | None = None  # "cancel", "release" or "stall" once we have asked the child to stop
     kill_at: float | None = None
     renewed = time.monotonic()
     next_beat = renewed + settings.heartbeat_seconds
@@ -179,7 +187,12 @@ def _watch(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: S
         if intent is None and should_stop():
             intent = "release"
         if intent is None and now >= next_cancel_check:
-            intent = "cancel" if _cancel_requested(engine, claim) else None
+            cancel, silent = _look(engine, claim)
+            if cancel:
+                intent = "cancel"
+            elif settings.stall_seconds and silent is not None and silent >= settings.stall_seconds:
+                log.warning("job %s: no progress for %.0f s; killing its process", claim.job_id, silent)
+                intent, kill_at = "stall", now  # a hung or stopped process would not checkpoint: SIGKILL now
             next_cancel_check = now + CANCEL_CHECK_SECONDS
         if intent is not None and kill_at is None:
             log.info("job %s: stopping its process (%s)", claim.job_id, intent)
@@ -189,26 +202,35 @@ def _watch(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: S
             _kill_group(proc, signal.SIGKILL)
 
 
-def _outcome(engine: Engine, claim: jobs.Claim, code: int, intent: str | None, stderr_tail: str) -> str:
-    """The job's status after its child exited with ``code``."""
+def _outcome(engine: Engine, claim: jobs.Claim, settings: Settings, code: int, intent: str | None,
+             stderr_tail: str) -> str:
+    """The job's status after its child exited with ``code`` (written with patience: see the module docstring)."""
+    wait = settings.lease_seconds * FINAL_WRITE_PATIENCE_LEASES
+
+    def release(reason: str, *, lost: bool = True) -> str:
+        return _release(engine, claim, reason, lost=lost, patience=wait)
+
     if code == child.EXIT_SUCCEEDED:
-        return _finish(engine, claim, Status.SUCCEEDED)
+        return _finish(engine, claim, Status.SUCCEEDED, patience=wait)
     if code == child.EXIT_LEASE_LOST:
         return LOST
     if code == child.EXIT_FAILED:
         error = _run_error(engine, claim) if claim.kind == JOB_TRAIN else None
-        return _finish(engine, claim, Status.FAILED, error or stderr_tail or "failed")
+        return _finish(engine, claim, Status.FAILED, error or stderr_tail or "failed", patience=wait)
     if intent == "cancel":
-        return _finish(engine, claim, Status.CANCELLED)
+        return _finish(engine, claim, Status.CANCELLED, patience=wait)
+    if intent == "stall":
+        return release(f"no progress for {settings.stall_seconds} s: training process killed (hung or stopped)")
     if intent == "release":
-        return _release(engine, claim, "worker shut down; released after a checkpoint", lost=False)
+        return release("worker shut down; released after a checkpoint", lost=False)
     if code == child.EXIT_INFRA:
-        return _release(engine, claim, f"database failure: {_last_line(stderr_tail)}", lost=True)
+        return release(f"database failure: {_last_line(stderr_tail)}")
     if code == child.EXIT_STOPPED:
-        return _release(engine, claim, "training process was stopped from outside its worker", lost=True)
+        return release("training process was stopped from outside its worker")
     if code < 0:
-        return _release(engine, claim, f"training process killed by {signal.Signals(-code).name}", lost=True)
-    return _finish(engine, claim, Status.FAILED, f"training process exited with status {code}: {stderr_tail}")
+        return release(f"training process killed by {signal.Signals(-code).name}")
+    return _finish(engine, claim, Status.FAILED, f"training process exited with status {code}: {stderr_tail}",
+                   patience=wait)
 
 
 # ---------------------------------------------------------------- database writes, all fenced
@@ -221,42 +243,67 @@ def _heartbeat(engine: Engine, claim: jobs.Claim, settings: Settings) -> bool | 
             return jobs.heartbeat(session, job_id=claim.job_id, token=claim.token,
                                   lease_seconds=settings.lease_seconds)
     except SQLAlchemyError as exc:
-        log.warning("job %s: heartbeat failed: %s", claim.job_id, exc)
+        log.warning("job %s: heartbeat failed: %s", claim.job_id, jobs.describe(exc))
         return None
 
 
-def _cancel_requested(engine: Engine, claim: jobs.Claim) -> bool:
+def _look(engine: Engine, claim: jobs.Claim) -> tuple[bool, float | None]:
+    """(whether a cancel was requested, seconds the job has reported no progress); (False, None) on a failed read."""
     try:
         with session_scope(engine, readonly=True) as session:
             job = jobs.get_job(session, job_id=claim.job_id)
-            return job is not None and job.cancel_requested
+            if job is None:
+                return False, None
+            return job.cancel_requested, jobs.seconds_without_progress(job)
     except SQLAlchemyError:
-        return False
+        return False, None
 
 
-def _finish(engine: Engine, claim: jobs.Claim, status: Status, error: str | None = None) -> str:
+def _ended(engine: Engine, claim: jobs.Claim) -> str | None:
+    """The final status this claim's token ended the job with (its child does, for a train job), if any."""
+    try:
+        with session_scope(engine, readonly=True) as session:
+            status = jobs.ended_by(session, job_id=claim.job_id, token=claim.token)
+    except SQLAlchemyError:
+        return None
+    if status is not None:
+        log.info("job %s: %s", claim.job_id, status)
+    return status
+
+
+def _finish(engine: Engine, claim: jobs.Claim, status: Status, error: str | None = None, *,
+            patience: float = 0.0) -> str:
     done = jobs.transact(engine, lambda session: jobs.finish(session, job_id=claim.job_id, token=claim.token,
-                                                             status=status, error=error))
+                                                             status=status, error=error), patience=patience)
     log.info("job %s: %s%s", claim.job_id, status.value if done else "lease lost before finishing",
              f": {_last_line(error)}" if error and done else "")
     return status.value if done else LOST
 
 
-def _release(engine: Engine, claim: jobs.Claim, reason: str, *, lost: bool) -> str:
+def _release(engine: Engine, claim: jobs.Claim, reason: str, *, lost: bool, patience: float = 0.0) -> str:
     status = jobs.transact(engine, lambda session: jobs.release(session, job_id=claim.job_id, token=claim.token,
-                                                                reason=reason, lost=lost))
+                                                                reason=reason, lost=lost), patience=patience)
     log.info("job %s: %s (%s)", claim.job_id, status or "lease lost before releasing", reason)
     return status or LOST
 
 
 def _complete(engine: Engine, claim: jobs.Claim) -> str:
-    """Record a run whose training reached its last step but whose status was never written."""
-    with session_scope(engine) as session:
+    """Record a run whose training reached its last step but whose status was never written.
+
+    Run and job end together, in one fenced transaction.
+    """
+    def complete(session) -> bool:
         jobs.fence(claim.job_id, claim.token)(session)
         summary = summarize(crud.get_metrics(session, run_id=claim.run_id), finished=True)
-        crud.update_run(session, run_id=claim.run_id, status=Status.SUCCEEDED, summary=summary,
-                        finished_at=utcnow(), error=None)
-    return _finish(engine, claim, Status.SUCCEEDED)
+        crud.update_run(session, run_id=claim.run_id, summary=summary, error=None)
+        return jobs.finish(session, job_id=claim.job_id, token=claim.token, status=Status.SUCCEEDED)
+
+    try:
+        jobs.transact(engine, complete)
+    except jobs.LeaseLost:
+        return LOST
+    log.info("job %s: SUCCEEDED (trained to the end before, recorded now)", claim.job_id)
+    return Status.SUCCEEDED.value
 
 
 def _run_error(engine: Engine, claim: jobs.Claim) -> str | None:
@@ -285,5 +332,7 @@ def _kill_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
 
 
 def _last_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
+    """The last line that says something (SQLAlchemy's "(Background on this error at ...)" does not)."""
+    lines = [line for line in (text or "").strip().splitlines()
+             if line.strip() and not line.startswith("(Background on this error")]
     return lines[-1] if lines else ""

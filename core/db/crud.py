@@ -9,13 +9,14 @@ job overwrites its earlier rows instead of failing on a duplicate key.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import String, Table, cast, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,6 @@ from core.db.models import (
     Checkpoint,
     CheckpointKind,
     Job,
-    JobKind,
     Metric,
     ProbeSet,
     Run,
@@ -85,17 +85,36 @@ def get_run(session: Session, *, run_id: int) -> Run | None:
     return session.get(Run, run_id)
 
 
-def _run_filters(
-    *, status: str | Sequence[str] | None, problem: str | None, sweep_id: int | None
+def run_filters(
+    *,
+    status: str | Sequence[str] | None = None,
+    problem: str | None = None,
+    sweep_id: int | None = None,
+    tag: str | None = None,
+    text: str | None = None,
+    run_ids: Iterable[int] | None = None,
 ) -> list[Any]:
+    """WHERE clauses selecting runs: the one filter builder of the CLI, the API and the pages.
+
+    ``status``: one or several, in any case (a name that is no status matches nothing); ``tag``:
+    one of the run's tags; ``text``: a substring of its name or notes, case-insensitive;
+    ``run_ids``: only these runs (a share link's). None leaves a criterion out.
+    """
     filters: list[Any] = []
     if status is not None:
         statuses = [status] if isinstance(status, str) else list(status)
-        filters.append(Run.status.in_([Status(s).value for s in statuses]))
+        filters.append(Run.status.in_([str(s).upper() for s in statuses]))
     if problem is not None:
         filters.append(Run.spec["problem"].as_string() == problem)
     if sweep_id is not None:
         filters.append(Run.sweep_id == sweep_id)
+    if tag is not None:  # tags is a JSON list; its text holds the tag as a JSON string
+        filters.append(cast(Run.tags, String).contains(json.dumps(tag), autoescape=True))
+    if text is not None:
+        text = text.strip()
+        filters.append(or_(Run.name.icontains(text, autoescape=True), Run.notes.icontains(text, autoescape=True)))
+    if run_ids is not None:
+        filters.append(Run.id.in_(sorted(run_ids)))
     return filters
 
 
@@ -111,7 +130,7 @@ def list_runs(
     """Runs newest first, optionally filtered by status(es), spec problem and sweep."""
     query = (
         select(Run)
-        .where(*_run_filters(status=status, problem=problem, sweep_id=sweep_id))
+        .where(*run_filters(status=status, problem=problem, sweep_id=sweep_id))
         .order_by(Run.created_at.desc(), Run.id.desc())
         .limit(limit)
         .offset(offset)
@@ -127,7 +146,7 @@ def count_runs(
     sweep_id: int | None = None,
 ) -> int:
     """How many runs `list_runs` would page through with the same filters."""
-    filters = _run_filters(status=status, problem=problem, sweep_id=sweep_id)
+    filters = run_filters(status=status, problem=problem, sweep_id=sweep_id)
     return session.scalar(select(func.count()).select_from(Run).where(*filters)) or 0
 
 
@@ -150,30 +169,7 @@ def update_run(session: Session, *, run_id: int, **fields: Any) -> Run:
     return run
 
 
-# ---------------------------------------------------------------- jobs (extended by the jobs issue)
-
-
-def create_job(
-    session: Session,
-    *,
-    kind: str,
-    run_id: int | None = None,
-    payload: dict[str, Any] | None = None,
-    queue: str = "cpu",
-    max_attempts: int = 3,
-) -> Job:
-    """Insert a QUEUED job."""
-    job = Job(
-        kind=JobKind(kind).value,
-        run_id=run_id,
-        payload=dict(payload or {}),
-        queue=queue,
-        max_attempts=max_attempts,
-        status=Status.QUEUED.value,
-    )
-    session.add(job)
-    session.flush()
-    return job
+# ---------------------------------------------------------------- jobs (core.db.jobs writes them)
 
 
 def get_job(session: Session, *, job_id: int) -> Job | None:

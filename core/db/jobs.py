@@ -15,16 +15,21 @@ both, in the same transaction as the write, so a worker that lost its lease (pau
 presumed dead and replaced) can never write again: its token is stale once the job is re-queued or
 re-claimed. On SQLite the engine begins every write with BEGIN IMMEDIATE, which serialises the check
 and the write; on PostgreSQL the job row is locked with SELECT ... FOR UPDATE (SKIP LOCKED when
-claiming, so concurrent claimers never wait for each other). Locks are always taken job row first,
-then run row, so writers cannot deadlock.
+claiming, so concurrent claimers never wait for each other). Every decision (retry, cancel, reap,
+claim) reads the status from the row as the lock returned it, never from a copy the session loaded
+earlier, so of concurrent callers exactly one makes a transition. Locks are always taken job row
+first, then run row, so writers cannot deadlock.
 
-A train job's run follows its job: QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED together. Other
-kinds never touch their run's status: an intervene job reads a finished run (which stays
-SUCCEEDED whatever becomes of the job), and a sweep job has no run of its own (``payload["sweep_id"]``
-names the sweep it expands into train jobs).
+A train job's run follows its job: QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED together, and a
+final status is written to both in one transaction (``finish``; the training child calls it inside
+its last write). A finished run is never demoted: the reaper ends a lost job whose run is already
+final with the run's status instead of re-queueing it. Other kinds never touch their run's status:
+an intervene job reads a finished run (which stays SUCCEEDED whatever becomes of the job), and a
+sweep job has no run of its own (``payload["sweep_id"]`` names the sweep it expands into train jobs).
 Each job keeps a readable history of its attempts in ``payload["history"]`` (claimed, lost,
 released, finished, cancelled, retried, each with a time and a reason), and its live figures
-(step, total, steps/s, ETA, loss, accuracy) in ``progress``.
+(step, total, steps/s, ETA, loss, accuracy) in ``progress``; ``payload["progress_at"]`` is when its
+worker last reported any (or claimed it), so `seconds_without_progress` tells a hung job from a slow one.
 
 Leases are wall-clock times written by the worker and compared by the reaper, so worker and
 reaper clocks must roughly agree (NTP); the lease should be several heartbeats long.
@@ -43,7 +48,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from core.db.models import Checkpoint, CheckpointKind, Job, JobKind, Run, Status, utcnow
@@ -204,6 +209,7 @@ def _take(session: Session, job: Job, worker_id: str, lease_seconds: float, now:
         run.status = Status.RUNNING.value
         run.error = None
         job.progress = {"step": from_step, "total": run.total_steps}
+    _stamp_progress(job, now)
     _log(job, now, "claimed", worker=worker_id, from_step=from_step)
     session.flush()
     return Claim(job_id=job.id, token=job.fencing_token, attempt=job.attempt, kind=job.kind,
@@ -251,24 +257,42 @@ def heartbeat(session: Session, *, job_id: int, token: int, lease_seconds: float
     return True
 
 
-def report_progress(session: Session, *, job_id: int, token: int, progress: dict[str, Any]) -> bool:
+def report_progress(session: Session, *, job_id: int, token: int, progress: dict[str, Any],
+                    now: datetime | None = None) -> bool:
     """Replace the job's live figures (non-finite numbers become None); False when not owned."""
     job = _owned(session, job_id, token)
     if job is None:
         return False
     job.progress = {key: _finite(value) for key, value in progress.items()}
+    _stamp_progress(job, now or utcnow())
     session.flush()
     return True
 
 
+def seconds_without_progress(job: Job, *, now: datetime | None = None) -> float | None:
+    """How long a RUNNING job's worker has reported no progress (since its claim, at first); None otherwise.
+
+    What a run page shows as "no progress for N min", and what the supervisor compares with its
+    ``stall_seconds`` to tell a hung training process from a slow one.
+    """
+    stamp = (job.payload or {}).get("progress_at")
+    if job.status != Status.RUNNING.value or not stamp:
+        return None
+    return max(0.0, ((now or utcnow()) - datetime.fromisoformat(stamp)).total_seconds())
+
+
 def finish(session: Session, *, job_id: int, token: int, status: str, error: str | None = None) -> bool:
-    """End an owned job (and its run) as SUCCEEDED, FAILED or CANCELLED; False when not owned."""
+    """End an owned job (and its run) as SUCCEEDED, FAILED or CANCELLED; False when not owned.
+
+    Idempotent for its owner: True again when ``token`` already ended the job with ``status``
+    (the training child writes the final status with its last records; its supervisor confirms it).
+    """
     status = Status(status).value
     if status not in TERMINAL:
         raise ValueError(f"finish needs a final status, not {status}")
     job = _owned(session, job_id, token)
     if job is None:
-        return False
+        return ended_by(session, job_id=job_id, token=token) == status
     _end(session, job, status, error, utcnow())
     _log(job, utcnow(), "finished", status=status, reason=_first_line(error))
     session.flush()
@@ -294,6 +318,14 @@ def release(session: Session, *, job_id: int, token: int, reason: str, lost: boo
     return job.status
 
 
+def ended_by(session: Session, *, job_id: int, token: int) -> str | None:
+    """The final status ``token`` ended the job with; None when it is not final or another token owns it."""
+    job = session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).first()
+    if job is None or job.fencing_token != token or job.status not in TERMINAL:
+        return None
+    return job.status
+
+
 # ---------------------------------------------------------------- cancel, reap, retry
 
 
@@ -301,6 +333,7 @@ def request_cancel(session: Session, *, job_id: int) -> str:
     """Cancel a job: a QUEUED one at once, a RUNNING one by flagging it for its worker.
 
     Returns the job's status afterwards (CANCELLED, still RUNNING, or an already final status).
+    Of concurrent cancels exactly one makes the change; the others find it made.
     """
     job = session.scalars(_locked(select(Job).where(Job.id == job_id))).first()
     if job is None:
@@ -319,7 +352,8 @@ def reap(session: Session, *, now: datetime | None = None) -> list[Reaped]:
     """Deal with RUNNING jobs whose lease has expired: their worker is presumed lost.
 
     Each is re-queued (it resumes from its last checkpoint), or FAILED with the reason once it has
-    used ``max_attempts``, or CANCELLED if a cancel was pending.
+    used ``max_attempts``, or CANCELLED if a cancel was pending; a train job whose run already
+    reached a final status ends with that status (the run is never demoted).
     """
     now = now or utcnow()
     query = select(Job).where(Job.status == Status.RUNNING.value, Job.lease_expires_at < now).order_by(Job.id)
@@ -332,7 +366,11 @@ def reap(session: Session, *, now: datetime | None = None) -> list[Reaped]:
 
 
 def retry(session: Session, *, job_id: int) -> Job:
-    """Re-queue a FAILED or CANCELLED job with a fresh allowance of attempts."""
+    """Re-queue a FAILED or CANCELLED job with a fresh allowance of attempts.
+
+    Raises ValueError for a job in any other state: of concurrent retries exactly one re-queues
+    the job, as each reads the status from the row it has locked.
+    """
     job = session.scalars(_locked(select(Job).where(Job.id == job_id))).first()
     if job is None:
         raise JobNotFound(job_id)
@@ -377,24 +415,44 @@ DISCONNECT_RETRIES = 4
 
 
 def transact(engine: Engine, fn: Callable[[Session], Any], *, retries: int = DISCONNECT_RETRIES,
-             backoff: float = 0.2) -> Any:
+             backoff: float = 0.2, patience: float = 0.0) -> Any:
     """``fn(session)`` in one transaction, retried when the database connection was lost under it.
 
     PostgreSQL may terminate a connection at any moment (a restart, a failover, an administrator's
     ``pg_terminate_backend``): the transaction in flight fails with a disconnect and rolls back.
     The pool drops that connection (and pre-ping screens the others), so a retry gets a fresh one.
-    Only safe for idempotent writes: every write of a job is an upsert checked by its fencing
-    token, so a retry of a transaction whose COMMIT did land changes nothing. Other errors raise.
+    ``patience`` (seconds) also retries any transient failure (`is_transient`: a SQLite file locked
+    past its busy timeout, a server that is away) until that long has passed: for the writes that
+    must land, such as a supervisor handing back its job. Only safe for idempotent writes: every
+    write of a job is an upsert checked by its fencing token, so a retry of a transaction whose
+    COMMIT did land changes nothing. Other errors raise.
     """
-    for attempt in range(retries + 1):
+    give_up_at = time.monotonic() + patience
+    attempt = 0
+    while True:
         try:
             with session_scope(engine) as session:
                 return fn(session)
         except DBAPIError as exc:
-            if not exc.connection_invalidated or attempt == retries:
+            attempt += 1
+            reconnect = exc.connection_invalidated and attempt <= retries
+            wait = is_transient(exc) and time.monotonic() < give_up_at
+            if not (reconnect or wait):
                 raise
-            time.sleep(backoff * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(min(backoff * attempt, 1.0))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database failing rather than the statement: locked past the busy
+    timeout, unreachable, or the connection lost. Such an error is never a job's own fault."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def describe(exc: BaseException) -> str:
+    """An error in one line: SQLAlchemy's first line (``(sqlite3.OperationalError) database is locked``),
+    without the SQL and the "Background on this error at ..." lines that follow it."""
+    return _first_line(str(exc)) or type(exc).__name__
 
 
 # ---------------------------------------------------------------- internals
@@ -404,7 +462,9 @@ def _lose(session: Session, job: Job, reason: str, now: datetime) -> str:
     """An attempt ended by something outside the job: re-queue, or end it after the last attempt."""
     run = _driven_run(session, job)
     at_step = {"at_step": run.step} if run is not None else {}
-    if job.cancel_requested:
+    if run is not None and run.status in TERMINAL:  # it finished before its worker could say so
+        _close(job, run.status, run.error, now)  # the job follows its run; the run stays as it ended
+    elif job.cancel_requested:
         _end(session, job, Status.CANCELLED.value, None, now)
     elif job.attempt >= job.max_attempts:
         _end(session, job, Status.FAILED.value, f"{reason} (gave up after {job.attempt} attempts)", now)
@@ -426,10 +486,7 @@ def _requeue(session: Session, job: Job) -> None:
 
 
 def _end(session: Session, job: Job, status: str, error: str | None, now: datetime) -> None:
-    job.status = status
-    job.error = error
-    job.finished_at = now
-    job.lease_expires_at = None
+    _close(job, status, error, now)
     run = _driven_run(session, job)
     if run is not None:
         run.status, run.finished_at = status, now
@@ -437,11 +494,22 @@ def _end(session: Session, job: Job, status: str, error: str | None, now: dateti
             run.error = error
 
 
+def _close(job: Job, status: str, error: str | None, now: datetime) -> None:
+    job.status = status
+    job.error = error
+    job.finished_at = now
+    job.lease_expires_at = None
+
+
 def _driven_run(session: Session, job: Job) -> Run | None:
     """The run whose status follows this job: a train job's run; None for every other kind."""
     if job.kind != JobKind.TRAIN.value or job.run_id is None:
         return None
     return session.get(Run, job.run_id)
+
+
+def _stamp_progress(job: Job, now: datetime) -> None:
+    job.payload = {**(job.payload or {}), "progress_at": now.isoformat()}
 
 
 def _log(job: Job, now: datetime, event: str, **details: Any) -> None:
@@ -456,8 +524,8 @@ def _log(job: Job, now: datetime, event: str, **details: Any) -> None:
 def _locked(query, *, skip_locked: bool = False):
     """FOR UPDATE on PostgreSQL; SQLite renders nothing (BEGIN IMMEDIATE already holds the lock).
 
-    ``populate_existing`` makes the locked row overwrite any copy the session loaded before the lock
-    (a route that read the job first): every check after it decides on the row as it is now.
+    The rows come back as the lock found them (``populate_existing``): a job the session had
+    loaded before the lock, as a route does to find it, would otherwise keep its old status.
     """
     return query.with_for_update(skip_locked=skip_locked).execution_options(populate_existing=True)
 

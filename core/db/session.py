@@ -12,7 +12,10 @@ locked" without waiting. We take over transaction control (SQLAlchemy's document
 sqlite3's own BEGIN is disabled, and every transaction starts with `BEGIN IMMEDIATE`, which
 takes the write lock up front and waits up to `busy_timeout` for it. In WAL mode readers never
 block, so a read-only scope (`session_scope(engine, readonly=True)`) starts a plain deferred
-`BEGIN` instead and does not queue behind writers.
+`BEGIN` instead and does not queue behind writers. The busy timeout is 30 s unless the URL names
+another (the driver's own parameter, in seconds: ``sqlite:///circuitboard.db?timeout=5``); past it
+a write fails with "database is locked", which `core.db.jobs.is_transient` counts as the
+database failing, never as a job's error.
 """
 
 from __future__ import annotations
@@ -60,12 +63,13 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
         return create_engine(parsed, **kwargs)
 
     engine = create_engine(parsed, **kwargs)
+    busy_timeout_ms = sqlite_busy_timeout_ms(parsed)
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         _enable_wal(cursor)
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
@@ -76,6 +80,20 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def sqlite_busy_timeout_ms(url: str | URL) -> int:
+    """How long a SQLite write waits for the lock: the URL's ``timeout`` (seconds), else 30 s."""
+    given = make_url(url).query.get("timeout")
+    if given is None:
+        return SQLITE_BUSY_TIMEOUT_MS
+    try:
+        seconds = float(given if isinstance(given, str) else given[-1])
+    except ValueError:
+        raise ValueError(f"the SQLite URL's timeout must be a number of seconds (got {given!r})") from None
+    if not 0 <= seconds <= 3600:
+        raise ValueError(f"the SQLite URL's timeout must be between 0 and 3600 seconds (got {seconds:g})")
+    return int(seconds * 1000)
 
 
 def _enable_wal(cursor: Any, *, attempts: int = 50) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, or_, select
+from sqlalchemy import String, and_, cast, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.db.models import Run, Share, ShareKind, utcnow
@@ -53,13 +53,15 @@ def resolve(session: Session, *, token: str, now: datetime | None = None) -> Sha
 
 
 def revoke(session: Session, *, share_id: int) -> Share | None:
-    """Stamp the link revoked, once: concurrent callers decide on the locked row and all see one stamp."""
-    share = session.scalars(select(Share).where(Share.id == share_id).with_for_update()
-                            .execution_options(populate_existing=True)).first()
-    if share is not None and share.revoked_at is None:
-        share.revoked_at = utcnow()
-        session.flush()
-    return share
+    """Revoke link ``share_id`` (None: no such link); a link already revoked keeps its first time.
+
+    One conditional UPDATE (``WHERE revoked_at IS NULL``), so of concurrent revokes exactly one
+    writes the time, and every caller reads back that one.
+    """
+    session.execute(update(Share).where(Share.id == share_id, Share.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+    return session.scalars(select(Share).where(Share.id == share_id)
+                           .execution_options(populate_existing=True)).first()
 
 
 def list_for_run(session: Session, *, run_id: int) -> list[Share]:

@@ -12,7 +12,6 @@ job's ``progress``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.db import crud
+from core.db import crud, jobs
 from core.db.jobs import TERMINAL
-from core.db.models import Job, JobKind, Run, Snapshot, Status, Sweep
+from core.db.models import Job, Run, Snapshot, Status, Sweep
 from core.names import (
     EXPECTED_LAYER,
     HEADLINE_SCORE,
@@ -100,19 +99,8 @@ def list_runs(session: Session, *, query: RunQuery) -> RunPage:
 
 
 def _filters(query: RunQuery) -> list[Any]:
-    filters: list[Any] = []
-    if query.problem:
-        filters.append(Run.spec["problem"].as_string() == query.problem)
-    if query.status:
-        filters.append(Run.status == query.status.upper())
-    if query.tag:  # tags is a JSON list; its text holds the tag as a JSON string
-        filters.append(cast(Run.tags, String).contains(json.dumps(query.tag), autoescape=True))
-    if query.q:
-        text = query.q.strip()
-        filters.append(or_(Run.name.icontains(text, autoescape=True), Run.notes.icontains(text, autoescape=True)))
-    if query.run_ids is not None:
-        filters.append(Run.id.in_(sorted(query.run_ids)))
-    return filters
+    return crud.run_filters(problem=query.problem or None, status=query.status or None, tag=query.tag or None,
+                            text=query.q or None, run_ids=query.run_ids)
 
 
 def run_item(run: Run) -> RunItem:
@@ -140,10 +128,7 @@ def get_run(session: Session, *, run_id: int) -> Run:
     return run
 
 
-def latest_train_job(session: Session, *, run_id: int) -> Job | None:
-    """The newest train job of a run: the one its status and progress follow."""
-    query = select(Job).where(Job.run_id == run_id, Job.kind == JobKind.TRAIN.value).order_by(Job.id.desc()).limit(1)
-    return session.scalars(query).first()
+latest_train_job = jobs.latest_train_job  # the newest train job of a run: the one its status and progress follow
 
 
 def progress(run: Run, job: Job | None) -> Progress:

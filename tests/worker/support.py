@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from sqlalchemy.engine import URL
 
 from core.db import crud, jobs
 from core.db.session import make_engine, session_scope, upgrade
+from core.settings import Settings
 from core.specs.run import RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +96,34 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 
 def wait_status(engine: Engine, job_id: int, *statuses: str, timeout: float = 30) -> Any:
     return wait_for(lambda: (job := job_row(engine, job_id)).status in statuses and job,
                     timeout=timeout, interval=0.1, what=f"job {job_id} to become {'/'.join(statuses)}")
+
+
+class StatusWatch(threading.Thread):
+    """Reads a run's status over and over, from ``start()`` until ``stop()`` (and once more then).
+
+    ``seen`` is the statuses it found in order, repeats collapsed. Reads pass SQLite's write lock (WAL).
+    """
+
+    def __init__(self, engine: Engine, run_id: int) -> None:
+        super().__init__(daemon=True)
+        self.engine, self.run_id = engine, run_id
+        self.seen: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            last = self.done.is_set()
+            status = run_row(self.engine, self.run_id).status
+            if not self.seen or self.seen[-1] != status:
+                self.seen.append(status)
+            if last:
+                return
+            self.done.wait(0.01)
+
+    def stop(self) -> list[str]:
+        self.done.set()
+        self.join()
+        return self.seen
 
 
 # ---------------------------------------------------------------- processes
@@ -198,20 +230,64 @@ def fingerprint(engine: Engine, run_id: int, job_id: int) -> tuple:
                 crud.list_snapshot_steps(session, run_id=run_id), checkpoints)
 
 
+def pause_between_writes(path, groups) -> None:
+    """SIGSTOP every process group at a moment none of them holds SQLite's write lock.
+
+    A process frozen inside a write transaction holds SQLite's one write lock, and every other
+    writer waits for it until it is resumed (inherent to SQLite; on PostgreSQL only that job's row
+    would wait). That is not what the tests that call this are about, so it pauses between writes.
+    """
+    for _ in range(100):
+        for group in groups:
+            os.killpg(group, signal.SIGSTOP)
+        connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped mid-write: let it finish, try again
+            for group in groups:
+                os.killpg(group, signal.SIGCONT)
+            time.sleep(0.03)
+        finally:
+            connection.close()
+    pytest.fail("could not pause the worker between two writes")
+
+
 # ---------------------------------------------------------------- Celery workers and a Redis of their own
 
 CELERY_ENV = {"CIRCUITBOARD_REPUBLISH_AFTER_SECONDS": "2"}
 
 
-def start_celery(workers: Workers, url: URL, broker: str, *args: str) -> subprocess.Popen:
+def start_celery(workers: Workers, url: URL, broker: str, *args: str,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
     """``circuitboard worker --broker URL`` (a real Celery worker, solo pool) as a process-group leader."""
     command = [sys.executable, "-m", "core.cli", "worker", "--db", url.render_as_string(hide_password=False),
                "--broker", broker, *args]
     with open(workers.logs / f"worker-{len(workers.started)}.log", "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env={**workers.env(), **CELERY_ENV}, start_new_session=True,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, env={**workers.env(**(env or {})), **CELERY_ENV},
+                                   start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     workers.started.append(process)
     return process
+
+
+@dataclass
+class Stack:
+    """One deployment under test: its database, settings, and how to start one of its workers."""
+
+    kind: str  # "local" (SQLite, worker.local) or "celery" (PostgreSQL, Redis, a Celery worker)
+    url: URL
+    engine: Engine
+    settings: Settings
+    start: Callable[..., subprocess.Popen]  # start(env=None): a worker, with extra environment variables
+    ready_line: str  # what its log says once it takes jobs
+
+
+def started(stack: Stack, workers: Workers, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A worker of ``stack``, once it is ready for jobs."""
+    worker = stack.start(env=env)
+    wait_for(lambda: stack.ready_line in workers.log(worker), timeout=30, what=f"the {stack.kind} worker to start")
+    return worker
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """Both dispatchers end to end, as real processes: the same jobs through either one.
 
-``stack`` is parametrised over the two deployments:
+``stack`` (tests/worker/conftest.py) is parametrised over the two deployments:
 
 - ``local``: SQLite and ``python -m worker.local`` (the embedded default; no broker);
 - ``celery``: PostgreSQL, a private ``redis-server`` and ``circuitboard worker --broker ...``, a real
@@ -14,32 +14,24 @@ Leases are 3 s, heartbeats 1 s, re-publishing after 2 s (tests/worker/support.py
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
-from typing import Callable
-
 import pytest
 from celery import Celery
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL, make_url
 
 from core.db import crud, jobs
 from core.db.session import session_scope
 from core.names import EXECUTE_JOB_TASK
-from core.settings import Settings
 from core.specs.run import RunSpec
 from core.specs.sweep import SweepSpec
 from core.submit import dispatch, submit_run
 from core.sweeps import create_sweep, sweep_cells
-from tests.conftest import fresh_schema
 from tests.worker.support import (
     FAST,
     SLOW,
     events,
     job_row,
-    migrated,
     new_job,
     run_row,
-    start_celery,
+    started,
     wait_for,
     wait_status,
 )
@@ -47,49 +39,6 @@ from tests.worker.support import (
 QUICK = {**FAST, "steps": 10}  # snapshots at 0 and 10, resume checkpoints at 5 and 10
 MEDIUM = {**SLOW, "steps": 12}  # an evaluation every step: long enough to act mid-run
 TINY_SWEEP = {"overrides": QUICK, "axes": {"d_model": [16, 32], "max_len": [2, 3]}}
-
-
-@dataclass
-class Stack:
-    kind: str
-    url: URL
-    engine: Engine
-    settings: Settings
-    start: Callable[[], object]
-    ready_line: str
-
-
-@pytest.fixture(params=["local", pytest.param("celery", marks=[pytest.mark.postgres, pytest.mark.redis])])
-def stack(request, tmp_path, workers):
-    if request.param == "local":
-        url = make_url(f"sqlite:///{tmp_path / 'circuitboard.db'}")
-        engine = migrated(url)
-        yield Stack("local", url, engine, Settings(database_url=url.render_as_string(hide_password=False)),
-                    lambda: workers.start(url), "on queues")
-        engine.dispose()
-        return
-    redis = request.getfixturevalue("redis_server")
-    with fresh_schema(request.getfixturevalue("postgres_database")) as url:
-        engine = migrated(url)
-        settings = Settings(database_url=url.render_as_string(hide_password=False), broker_url=redis.url)
-        yield Stack("celery", url, engine, settings, lambda: start_celery(workers, url, redis.url), "upkeep every")
-        engine.dispose()
-
-
-@pytest.fixture
-def celery_stack(request, workers, redis_server, postgres_database):
-    with fresh_schema(postgres_database) as url:
-        engine = migrated(url)
-        settings = Settings(database_url=url.render_as_string(hide_password=False), broker_url=redis_server.url)
-        yield Stack("celery", url, engine, settings, lambda: start_celery(workers, url, redis_server.url),
-                    "upkeep every")
-        engine.dispose()
-
-
-def started(stack: Stack, workers):
-    worker = stack.start()
-    wait_for(lambda: stack.ready_line in workers.log(worker), timeout=30, what=f"the {stack.kind} worker to start")
-    return worker
 
 
 def test_a_job_submitted_through_the_dispatcher_succeeds_with_its_records(stack, workers):

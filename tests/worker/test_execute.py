@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 
 from core.db import crud
 from core.db.session import session_scope
@@ -96,3 +99,24 @@ def test_five_concurrent_deliveries_to_two_workers_train_once(engine, workers):
     assert len(events(job, "claimed")) == 1
     assert run_row(engine, run_id).status == "SUCCEEDED"
     assert job.progress["step"] == job.progress["total"] == FAST["steps"]
+
+
+def test_a_database_error_mid_training_is_never_written_as_the_runs_failure(sqlite_engine, one_thread):
+    from sqlalchemy.exc import OperationalError
+
+    from core.recording import execute_training
+
+    engine = sqlite_engine
+    run_id, _ = new_job(engine)
+    calls = []
+
+    def guard(session) -> None:  # the fifth write meets a locked file; every later one would go through
+        calls.append(1)
+        if len(calls) == 5:
+            raise OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+
+    with pytest.raises(OperationalError, match="database is locked"):
+        execute_training(engine, run_id, guard=guard)
+    assert len(calls) == 5  # it stopped there: no FAILED written after it
+    run = run_row(engine, run_id)
+    assert (run.status, run.error, run.finished_at) == ("RUNNING", None, None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from core.db import crud, jobs
 from core.db.models import Status, utcnow
@@ -199,3 +201,94 @@ def test_queued_jobs_left_unclaimed_are_due_for_publishing_once_per_period(engin
     with session_scope(engine) as session:
         assert jobs.due_for_publishing(session, older_than=60) == []  # nothing is that old
         assert jobs.due_for_publishing(session, older_than=5, queues=["gpu"], now=later + timedelta(seconds=20)) == []
+
+
+# ---------------------------------------------------------------- a final status is never undone
+
+
+def test_a_final_status_written_with_the_runs_records_is_confirmed_by_its_owner_only(engine):
+    run_id, job_id = new_job(engine)
+    token = claim(engine, job_id).token
+    with session_scope(engine) as session:  # what the training child does in its last write
+        crud.update_run(session, run_id=run_id, status="SUCCEEDED", summary={"verdict": "done"})
+        assert jobs.finish(session, job_id=job_id, token=token, status="SUCCEEDED")
+    with session_scope(engine) as session:  # its supervisor, after the child exited
+        assert jobs.finish(session, job_id=job_id, token=token, status="SUCCEEDED")
+        assert jobs.ended_by(session, job_id=job_id, token=token) == "SUCCEEDED"
+        assert not jobs.finish(session, job_id=job_id, token=token, status="FAILED")  # not another ending
+        assert not jobs.finish(session, job_id=job_id, token=token + 1, status="SUCCEEDED")  # nor another owner
+        assert jobs.ended_by(session, job_id=job_id, token=token + 1) is None
+    job = job_row(engine, job_id)
+    assert [e["event"] for e in events(job)] == ["claimed", "finished"]  # the confirmation writes nothing
+    assert run_row(engine, run_id).status == "SUCCEEDED"
+
+
+def test_the_reaper_never_demotes_a_run_that_finished_before_its_job(engine):
+    run_id, job_id = new_job(engine)  # a worker of the old two-commit finish, killed between the two
+    claim(engine, job_id, lease=3)
+    with session_scope(engine) as session:
+        crud.update_run(session, run_id=run_id, status="SUCCEEDED", finished_at=utcnow() - timedelta(seconds=2))
+    finished_at = run_row(engine, run_id).finished_at
+    with session_scope(engine) as session:
+        [reaped] = jobs.reap(session, now=utcnow() + timedelta(seconds=63))
+    assert reaped.status == "SUCCEEDED"
+    job, run = job_row(engine, job_id), run_row(engine, run_id)
+    assert (job.status, run.status, run.finished_at) == ("SUCCEEDED", "SUCCEEDED", finished_at)
+    assert events(job, "lost")[0]["became"] == "SUCCEEDED"
+    assert claim(engine, job_id) is None  # nothing to claim: it never trains again
+
+    failed_run, failed = new_job(engine)  # the same for a run that failed on its own
+    claim(engine, failed, lease=3)
+    with session_scope(engine) as session:
+        crud.update_run(session, run_id=failed_run, status="FAILED", error="TrainingError: loss became nan")
+        jobs.reap(session, now=utcnow() + timedelta(seconds=63))
+    job = job_row(engine, failed)
+    assert (job.status, job.error) == ("FAILED", "TrainingError: loss became nan")
+
+
+def test_seconds_without_progress_counts_from_the_claim_and_then_from_each_report(engine):
+    _, job_id = new_job(engine)
+    assert jobs.seconds_without_progress(job_row(engine, job_id)) is None  # QUEUED: nothing to wait for
+    token = claim(engine, job_id).token
+    claimed_at = job_row(engine, job_id).started_at
+    job = job_row(engine, job_id)
+    assert jobs.seconds_without_progress(job, now=claimed_at + timedelta(seconds=30)) == pytest.approx(30, abs=1)
+    later = utcnow() + timedelta(seconds=100)
+    with session_scope(engine) as session:
+        assert jobs.report_progress(session, job_id=job_id, token=token, progress={"step": 4}, now=later)
+    job = job_row(engine, job_id)
+    assert jobs.seconds_without_progress(job, now=later + timedelta(seconds=7)) == pytest.approx(7)
+    with session_scope(engine) as session:
+        jobs.finish(session, job_id=job_id, token=token, status="SUCCEEDED")
+    assert jobs.seconds_without_progress(job_row(engine, job_id)) is None
+
+
+def test_transact_waits_out_a_locked_sqlite_file_only_when_patient(tmp_path):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from core.db.session import make_engine
+    from tests.worker.support import migrated
+
+    path = tmp_path / "locked.db"
+    migrated(make_url(f"sqlite:///{path}")).dispose()
+    engine = make_engine(f"sqlite:///{path}?timeout=0.2")
+    run_id, _ = new_job(engine)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+
+    def rename(session) -> None:
+        crud.update_run(session, run_id=run_id, name="renamed")
+
+    with pytest.raises(OperationalError) as caught:
+        jobs.transact(engine, rename)
+    assert jobs.is_transient(caught.value)
+    assert jobs.describe(caught.value) == "(sqlite3.OperationalError) database is locked"
+    release = threading.Timer(1.0, lambda: holder.execute("COMMIT"))
+    release.start()
+    jobs.transact(engine, rename, patience=30)  # lands once the lock is gone
+    release.join()
+    assert run_row(engine, run_id).name == "renamed"
+    holder.close()
+    engine.dispose()

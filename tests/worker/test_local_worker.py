@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 
 import psutil
-import pytest
 
 from core.db import crud, jobs
 from core.db.session import session_scope
@@ -24,6 +22,7 @@ from tests.worker.support import (
     fingerprint,
     job_row,
     new_job,
+    pause_between_writes,
     run_row,
     training_children,
     wait_for,
@@ -137,30 +136,6 @@ def test_a_child_killed_on_every_attempt_fails_after_max_attempts(sqlite_engine,
     time.sleep(1.5)  # not in a loop: nothing claims it again
     assert job_row(engine, job_id).fencing_token == 3 and not training_children(workers.tag)
     assert workers.stop(worker) == 0
-
-
-def pause_between_writes(path, groups) -> None:
-    """SIGSTOP every process group at a moment none of them holds SQLite's write lock.
-
-    A process frozen inside a write transaction holds SQLite's one write lock, and every other
-    writer waits for it until it is resumed (inherent to SQLite; on PostgreSQL only that job's row
-    would wait). That is not what this test is about, so it pauses the worker between writes.
-    """
-    for _ in range(100):
-        for group in groups:
-            os.killpg(group, signal.SIGSTOP)
-        connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
-            return
-        except sqlite3.OperationalError:  # stopped mid-write: let it finish, try again
-            for group in groups:
-                os.killpg(group, signal.SIGCONT)
-            time.sleep(0.03)
-        finally:
-            connection.close()
-    pytest.fail("could not pause the worker between two writes")
 
 
 def test_a_paused_worker_writes_nothing_after_takeover(sqlite_engine, sqlite_url, workers):

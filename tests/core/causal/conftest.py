@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.db import crud
+from core.db import crud, jobs
 from core.db.session import make_engine, session_scope, upgrade
 from core.specs.run import RunSpec
 
@@ -35,6 +35,6 @@ def trained(tmp_path_factory):
 
 
 def submit(engine, run_id: int, spec: dict) -> int:
-    """An intervene job on the run (what core.db.jobs.submit_intervention_job writes)."""
+    """An intervene job on the run."""
     with session_scope(engine) as session:
-        return crud.create_job(session, kind="intervene", run_id=run_id, payload={"spec": spec}).id
+        return jobs.submit_intervention_job(session, run_id=run_id, spec=spec).id

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from core.db import crud
+from core.db import crud, jobs
 from core.db.arrays import pack, unpack
 from core.db.models import Checkpoint, Job, Metric, ProbeSet, Run, Snapshot, Status
 from core.db.session import session_scope
@@ -55,6 +55,25 @@ def test_list_runs_filters_pages_and_puts_newest_first(engine):
         assert crud.count_runs(session, problem="parity") == 2
 
 
+def test_one_filter_builder_selects_by_every_criterion_of_the_list_pages(engine):
+    with session_scope(engine) as session:
+        a = crud.create_run(session, spec={"problem": "parity"}, name="Alpha run", tags=["keep", "x"]).id
+        b = crud.create_run(session, spec={"problem": "parity"}, notes="see ALPHA", tags=["x_keep"]).id
+        c = crud.create_run(session, spec={"problem": "polynomial"}, name="50%_done", status="FAILED").id
+
+    def ids(**criteria) -> list[int]:
+        with session_scope(engine, readonly=True) as session:
+            query = select(Run.id).where(*crud.run_filters(**criteria)).order_by(Run.id)
+            return list(session.scalars(query))
+
+    assert ids() == [a, b, c]
+    assert ids(text="alpha") == [a, b]  # name or notes, any case
+    assert ids(text="%_") == [c]  # LIKE's wildcards are literal
+    assert ids(tag="keep") == [a]  # a whole tag, not part of one
+    assert ids(status="failed") == [c] and ids(status="BOGUS") == []  # any case; no such status: none
+    assert ids(problem="parity", run_ids={b, c}) == [b]
+
+
 def test_update_run_sets_fields_and_validates(engine, run_id):
     with session_scope(engine) as session:
         crud.update_run(session, run_id=run_id, status=Status.RUNNING, step=7, summary={"acc": 1.0})
@@ -69,15 +88,21 @@ def test_update_run_sets_fields_and_validates(engine, run_id):
             crud.update_run(session, run_id=run_id + 999, step=1)
 
 
-def test_create_job_defaults(engine, run_id):
+def test_jobs_are_created_by_the_life_cycle_with_their_defaults_and_queue(engine, run_id):
+    # one way to create a job (core.db.jobs), so none skips queue routing
+    assert not hasattr(crud, "create_job")
     with session_scope(engine) as session:
-        job_id = crud.create_job(session, kind="train", run_id=run_id, payload={"run_id": run_id}).id
+        job_id = jobs.submit_intervention_job(session, run_id=run_id, spec={"kind": "edge"}).id
+        gpu_run = crud.create_run(session, spec={**SPEC, "device": "cuda:1"}).id
+        gpu_job = jobs.submit_train_job(session, run_id=gpu_run).id
     with session_scope(engine) as session:
         job = crud.get_job(session, job_id=job_id)
         assert (job.kind, job.status, job.queue, job.attempt, job.max_attempts) == (
-            "train", "QUEUED", "cpu", 0, 3,
+            "intervene", "QUEUED", "cpu", 0, 3,
         )
-        assert (job.fencing_token, job.cancel_requested, job.payload) == (0, False, {"run_id": run_id})
+        assert (job.fencing_token, job.cancel_requested, job.payload) == (
+            0, False, {"spec": {"kind": "edge"}, "history": []})
+        assert crud.get_job(session, job_id=gpu_job).queue == "gpu"  # routed by the spec's device
 
 
 @pytest.mark.parametrize("model, column", [(Run, "status"), (Job, "status"), (Job, "kind")])
@@ -87,7 +112,7 @@ def test_check_constraints_reject_unknown_values(engine, run_id, model, column):
             if model is Run:
                 session.execute(update(Run).where(Run.id == run_id).values(status="BOGUS"))
             else:
-                job = crud.create_job(session, kind="train", run_id=run_id)
+                job = jobs.submit_train_job(session, run_id=run_id)
                 setattr(job, column, "BOGUS")
                 session.flush()
 
@@ -250,7 +275,7 @@ def test_deleting_a_run_cascades_to_its_records(engine, run_id):
         crud.put_probe_set(session, run_id=run_id, tokens=np.zeros((1, 3)), lengths=np.ones(1))
         crud.put_snapshot(session, run_id=run_id, step=0, data=b"s", shape=[1], layout={})
         crud.put_checkpoint(session, run_id=run_id, step=0, kind="resume", data=b"c")
-        crud.create_job(session, kind="train", run_id=run_id)
+        jobs.submit_train_job(session, run_id=run_id)
     with session_scope(engine) as session:
         session.execute(text("DELETE FROM runs WHERE id = :id"), {"id": run_id})
     with session_scope(engine) as session:

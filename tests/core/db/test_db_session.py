@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import event, select, text
 
-from core.db import crud
+from core.db import crud, jobs
 from core.db.models import Job, Run
 from core.db.session import SQLITE_BUSY_TIMEOUT_MS, make_engine, normalize_url, session_scope, upgrade
 
@@ -97,7 +97,7 @@ def test_timestamps_are_aware_utc(engine):
     eastern = timezone(timedelta(hours=-5))
     local = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=eastern)
     with session_scope(engine) as session:
-        job = crud.create_job(session, kind="sweep")
+        job = jobs.submit_sweep_job(session, sweep_id=1)
         job.lease_expires_at = local
         job_id = job.id
     with session_scope(engine) as session:

@@ -6,8 +6,9 @@ Routes live in ``server/api/*.py`` (JSON) and ``server/pages/*.py`` (HTML); each
 routers: ``read`` (GET routes a share link may reach) and ``write`` (everything that changes state,
 owner only). Each route is thin: it reads its parameters, asks a view of ``server.views`` (reads) or
 ``server.submit`` (writes), and returns the model as JSON or renders it into a template. ``read`` routers are mounted twice, at ``/`` and under ``/s/{token}`` (see
-``server.access``); ``write`` routers only at ``/``. Static files come from
-``frontend_templates/static``; plotly.js is served from the installed plotly package, never a CDN.
+``server.access``); ``write`` routers only at ``/``. Templates and static files come from the
+``frontend_templates`` package (``core.resources``); plotly.js is served from the installed plotly
+package, never a CDN.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from core.db.session import make_engine, upgrade
+from core.resources import static_dir, templates_dir
 from core.settings import Settings, get_settings
 from server import security
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "frontend_templates"
-STATIC_DIR = TEMPLATES_DIR / "static"
 ROUTE_MODULES = (  # order matters only for the OpenAPI listing
     "server.api.runs",
     "server.api.sweeps",
@@ -63,9 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Watch attention circuits form in small transformers, and test them causally.")
     app.state.settings = settings
     app.state.engine = engine
-    app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    app.state.templates = Jinja2Templates(directory=str(templates_dir()))
 
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
     plotly_js = plotly_js_path()
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -32,8 +31,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
 
 # Connection execution option naming the SQLite BEGIN mode ("IMMEDIATE" or "DEFERRED").
 _SQLITE_BEGIN = "circuitboard_sqlite_begin"
@@ -138,20 +135,17 @@ def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session
 
 
 def alembic_config(url: str | URL | None = None) -> Any:
-    """An Alembic Config pointing at this checkout's migrations, usable from any CWD.
+    """An Alembic Config pointing at the installed package's migrations, usable from any CWD.
 
     It is built in code rather than read from alembic.ini, so calling it never
-    reconfigures the application's logging.
+    reconfigures the application's logging, and it works wherever the package is installed.
     """
     from alembic.config import Config
 
-    if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise FileNotFoundError(
-            f"Alembic migrations not found at {MIGRATIONS_DIR}; run from a checkout "
-            "or an editable install (pip install -e .)"
-        )
+    from core.resources import migrations_dir
+
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     if url is not None:
         rendered = normalize_url(url).render_as_string(hide_password=False)
         config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))

@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -16,7 +17,9 @@ from sqlalchemy import inspect, select
 
 from core.db import crud
 from core.db.models import Base, Run
-from core.db.session import REPO_ROOT, alembic_config, make_engine, session_scope, upgrade
+from core.db.session import alembic_config, make_engine, session_scope, upgrade
+
+REPO_ROOT = Path(__file__).resolve().parents[3]  # where alembic.ini is, for the developers' command line
 
 
 def head_revision() -> str:

@@ -1,0 +1,1 @@
+"""Jinja templates and static files, shipped as package data (found by core.resources)."""

@@ -28,7 +28,6 @@ masks without vmap's randomness rules, and reads like the solo model.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import replace
 
 import torch
@@ -36,10 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.ml.model import ModelConfig, Transformer, rotary_tables, rotate
-
-# A parameter's gradient is a view of flat_grad with the parameter's own (row-strided) layout;
-# autograd accumulates into it in place and says once that the layout is not the dense default.
-warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 LN_EPS = 1e-5  # nn.LayerNorm's default, as in the solo model
 

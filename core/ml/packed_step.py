@@ -19,6 +19,8 @@ in the same fp32.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -107,7 +109,9 @@ class PackedStep:
         logits = self.packed(tokens[:, :, :-1], first_output=first, dropout_scale=scale)  # [M, B, W-1-first, V]
         losses = member_losses(logits, tokens[:, :, 1 + first:], mask[:, :, first:])  # [M]
         self.packed.flat_grad.zero_()
-        losses.sum().backward()  # the sum of the members' own means: each member's solo gradient
+        with warnings.catch_warnings():  # each gradient is a row-strided view of flat_grad, and autograd
+            warnings.filterwarnings("ignore", message="grad and param do not obey")  # says so: harmless
+            losses.sum().backward()  # the sum of the members' own means: each member's solo gradient
         self.adam.step()
         return losses.detach()
 

@@ -23,6 +23,13 @@ parameters are views of ``flat``, a pack is built on its device and never moved 
 Explicit matmuls rather than ``torch.func.vmap`` over ``functional_call``: both compute the same
 function; the explicit form measured faster on this CPU (docs/packed.md), takes per-member dropout
 masks without vmap's randomness rules, and reads like the solo model.
+
+Attention (``attention``): ``"fused"`` (the default) is the solo model's own
+``scaled_dot_product_attention`` over ``[M*B, H, T, d_head]``, which treats every row alone, so a
+member's attention is bit for bit its solo one. ``"explicit"`` is ``baddbmm`` + ``softmax`` +
+``bmm``: the same function, 1.5-5x faster on a CPU for small heads (docs/packed.md), but rounded
+differently, and Adam's first steps magnify a rounding difference in a gradient entry near its
+``eps`` to ~1e-4 in that parameter, so only ``"fused"`` matches solo parameters within 1e-5.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from torch import nn
 from core.ml.model import ModelConfig, Transformer, rotary_tables, rotate
 
 LN_EPS = 1e-5  # nn.LayerNorm's default, as in the solo model
+ATTENTION = ("fused", "explicit")
 
 
 def shape_key(cfg: ModelConfig) -> ModelConfig:
@@ -48,8 +56,12 @@ def shape_key(cfg: ModelConfig) -> ModelConfig:
 class PackedTransformer(nn.Module):
     """tokens [M, B, T] (int) -> logits [M, B, T - first_output, d_vocab], member by member."""
 
-    def __init__(self, cfg: ModelConfig, n_members: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, cfg: ModelConfig, n_members: int, device: torch.device | str = "cpu", *,
+                 attention: str = "fused") -> None:
         super().__init__()
+        if attention not in ATTENTION:
+            raise ValueError(f"attention: one of {', '.join(ATTENTION)} (got {attention!r})")
+        self.attention = attention
         self.cfg = shape_key(cfg)
         self.n_members = M = n_members
         template = Transformer(self.cfg)  # only for names, shapes and which parameters train
@@ -75,12 +87,13 @@ class PackedTransformer(nn.Module):
             self.rope = (cos.to(device), sin.to(device))
 
     @classmethod
-    def from_models(cls, models: list[Transformer], device: torch.device | str = "cpu") -> PackedTransformer:
+    def from_models(cls, models: list[Transformer], device: torch.device | str = "cpu", *,
+                    attention: str = "fused") -> PackedTransformer:
         """Stack solo models (each initialised as its own run) into a pack on ``device``."""
         keys = {shape_key(m.cfg) for m in models}
         if len(keys) != 1:
             raise ValueError(f"a pack needs one model shape; got {len(keys)}: {sorted(map(str, keys))}")
-        packed = cls(models[0].cfg, len(models), device)
+        packed = cls(models[0].cfg, len(models), device, attention=attention)
         for i, model in enumerate(models):
             packed.load_member(i, model.state_dict())
         return packed
@@ -137,11 +150,16 @@ class PackedTransformer(nn.Module):
             cos, sin = self.rope
             q = rotate(q, cos[first_query:T], sin[first_query:T])
             k = rotate(k, cos[:T], sin[:T])
-        if Tq == T:
+        allowed = torch.ones(Tq, T, dtype=torch.bool, device=x.device).tril(diagonal=first_query)  # [Tq, T]
+        if self.attention == "explicit":
+            bias = torch.zeros(Tq, T, device=x.device).masked_fill_(~allowed, float("-inf"))  # [Tq, T]
+            scores = torch.baddbmm(bias, q.reshape(M * B * H, Tq, d_head), k.reshape(M * B * H, T, d_head).transpose(1, 2),
+                                   alpha=1 / math.sqrt(d_head))  # [M*B*H, Tq, T]
+            z = torch.bmm(scores.softmax(dim=-1), v.reshape(M * B * H, T, d_head)).view(M * B, H, Tq, d_head)
+        elif Tq == T:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [M*B, H, T, d_head]
         else:
-            mask = torch.ones(Tq, T, dtype=torch.bool, device=x.device).tril(diagonal=first_query)
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [M*B, H, Tq, d_head]
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # [M*B, H, Tq, d_head]
         z = z.view(M, B, H, Tq, d_head).transpose(2, 3).reshape(M, B, Tq, d)  # [M, B, Tq, H*d_head]
         return self._linear(z, f"{name}.out")  # [M, B, Tq, d]
 

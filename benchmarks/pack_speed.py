@@ -199,15 +199,16 @@ def main() -> None:
     if not args.json:
         print(f"device {name}, torch {torch.__version__}, matmul peak {square:.1f} GFLOP/s (2048^3 fp32)")
         for row in rows:
-            print(f"  d_model {row['d_model']:4d} pack {row['pack']:3d}: packed at {row['packed_share']:.0%} of the peak, "
-                  f"solo at {row['solo_share']:.0%}")
+            print(f"  d_model {row['d_model']:4d} pack {row['pack']:3d}: "
+                  f"packed at {row['packed_share']:.0%} of the peak, solo at {row['solo_share']:.0%}")
 
 
 def print_row(row: dict) -> None:
     print(f"d_model {row['d_model']:4d} pack {row['pack']:3d} {row['attention']:8s} "
           f"solo {row['solo_model_steps_per_s']:7.1f} model-steps/s  packed {row['packed_model_steps_per_s']:7.1f}  "
           f"ratio {row['ratio']:5.2f}x  packed {row['packed_gflops']:6.1f} GFLOP/s (solo {row['solo_gflops']:6.1f})  "
-          f"peak {row['peak_mem_mb']:6.0f} MB  |packed-solo| loss {row['max_loss_diff']:.1e} param {row['max_param_diff']:.1e}  "
+          f"peak {row['peak_mem_mb']:6.0f} MB  "
+          f"|packed-solo| loss {row['max_loss_diff']:.1e} param {row['max_param_diff']:.1e}  "
           f"100 seeds x 64k {row['hours_100_seeds']:6.1f} h (solo {row['hours_100_seeds_solo']:6.1f} h)  "
           f"grid {row['hours_grid']:7.1f} h", flush=True)
 

@@ -153,9 +153,9 @@ class PackedTransformer(nn.Module):
         allowed = torch.ones(Tq, T, dtype=torch.bool, device=x.device).tril(diagonal=first_query)  # [Tq, T]
         if self.attention == "explicit":
             bias = torch.zeros(Tq, T, device=x.device).masked_fill_(~allowed, float("-inf"))  # [Tq, T]
-            scores = torch.baddbmm(bias, q.reshape(M * B * H, Tq, d_head), k.reshape(M * B * H, T, d_head).transpose(1, 2),
-                                   alpha=1 / math.sqrt(d_head))  # [M*B*H, Tq, T]
-            z = torch.bmm(scores.softmax(dim=-1), v.reshape(M * B * H, T, d_head)).view(M * B, H, Tq, d_head)
+            q, k, v = q.reshape(M * B * H, Tq, d_head), k.reshape(M * B * H, T, d_head), v.reshape(M * B * H, T, d_head)
+            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=1 / math.sqrt(d_head))  # [M*B*H, Tq, T]
+            z = torch.bmm(scores.softmax(dim=-1), v).view(M * B, H, Tq, d_head)
         elif Tq == T:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [M*B, H, T, d_head]
         else:

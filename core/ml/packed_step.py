@@ -58,8 +58,8 @@ class PackedAdam:
             step_size = lr / (1 - BETAS[0] ** step)
             bc2_sqrt = (1 - BETAS[1] ** step) ** 0.5
             rows.append((step_size, bc2_sqrt, 0.0 if decoupled else wd, 1 - lr * wd if decoupled else 1.0))
-        host = torch.tensor(rows, dtype=torch.float64).T.to(torch.float32)  # [4, M]
-        self.hyper.copy_(host.view(4, -1, 1), non_blocking=True)
+        host = torch.tensor(rows, dtype=torch.float64).T.to(torch.float32).contiguous()  # [4, M]
+        self.hyper.copy_(host.view(4, -1, 1), non_blocking=True)  # from pageable memory: staged, no sync
 
     def step(self) -> None:
         step_size, bc2_sqrt, l2, decay = self.hyper  # each [M, 1]

@@ -120,7 +120,8 @@ class Member:
     def records_at(self, step: int) -> bool:
         """Whether the solo run evaluates, snapshots or checkpoints at ``step``."""
         t = self.t
-        return step == t.steps or any(step % every == 0 for every in (t.eval_every, t.snapshot_every, t.checkpoint_every))
+        everies = (t.eval_every, t.snapshot_every, t.checkpoint_every)
+        return step == t.steps or any(step % every == 0 for every in everies)
 
 
 def member_from_spec(spec, callbacks: Callbacks | None = None, *, index: int = 0, resume: bytes | None = None,
@@ -170,11 +171,11 @@ def member_from_spec(spec, callbacks: Callbacks | None = None, *, index: int = 0
 class Pack:
     """Members of one shape, their stacked model and their optimizer: the state a tick advances."""
 
-    def __init__(self, members: list[Member], *, cuda_graphs: bool = False) -> None:
+    def __init__(self, members: list[Member], *, cuda_graphs: bool = False, attention: str = "fused") -> None:
         check_packable([m.spec for m in members])
         self.members = members
         self.device = members[0].tokens.device
-        self.packed = PackedTransformer.from_models([m.model for m in members], self.device)
+        self.packed = PackedTransformer.from_models([m.model for m in members], self.device, attention=attention)
         P = self.packed.flat.shape[1]
         trains = torch.zeros(len(members), P, dtype=torch.bool)
         moments = torch.zeros(2, len(members), P)
@@ -221,10 +222,10 @@ class Pack:
         rows, widths, firsts = [], [], []
         for m in self.members:
             r = batch_rows(m.step, len(m.tokens), m.t.batch_size, shuffle=m.t.shuffle, seed=m.t.seed)
-            lengths = m.lengths[r if isinstance(r, slice) else r.numpy()]
+            lengths = m.lengths[r if isinstance(r, slice) else r.numpy()]  # on the host: no device sync
             widths.append(2 * int(lengths.max()) + 3 if m.t.loss_on == "cot" else m.data.width)  # train_step's trim
             firsts.append(int(lengths.min()) + 1)
-            rows.append(r)
+            rows.append(r if isinstance(r, slice) else r.to(self.device, non_blocking=True))
         W, first = max(widths), min(firsts)
         M, B, d = len(self.members), self.members[0].t.batch_size, self.packed.cfg.d_model
         tokens = torch.stack([m.tokens[r, :W] for m, r in zip(self.members, rows)])  # [M, B, W]
@@ -277,7 +278,7 @@ class Pack:
         self.members = [self.members[i] for i in rows]
         if not rows:
             return
-        smaller = PackedTransformer(self.packed.cfg, len(rows), self.device)
+        smaller = PackedTransformer(self.packed.cfg, len(rows), self.device, attention=self.packed.attention)
         smaller.flat.copy_(self.packed.flat[rows])
         self.packed = smaller
         self.adam.keep(rows)
@@ -291,12 +292,14 @@ class Pack:
 
 def train_pack(specs, callbacks: list[Callbacks] | None = None, *, resumes: list[bytes | None] | None = None,
                init_weights: list[dict | None] | None = None, data: list[Dataset | None] | None = None,
-               cuda_graphs: bool = False, tf32: bool = False) -> list[TrainResult | TrainingError]:
+               cuda_graphs: bool = False, tf32: bool = False,
+               attention: str = "fused") -> list[TrainResult | TrainingError]:
     """Train every spec of a pack, each as ``train(spec, callbacks[i], ...)`` would; returns, in the
     specs' order, each member's TrainResult, or the TrainingError it failed with (a member fails
     alone). Raises PackError, before anything runs, when the specs cannot share a pack.
     ``resumes``, ``init_weights``, ``data``: one entry (or None) per spec, as ``train``'s arguments
-    of the same names. ``cuda_graphs``, ``tf32``: see core/ml/packed_step.py."""
+    of the same names. ``cuda_graphs``, ``tf32``: see core/ml/packed_step.py; ``attention``: see
+    core/ml/packed.py."""
     check_packable(specs)
     M = len(specs)
     callbacks = list(callbacks) if callbacks else [Callbacks() for _ in specs]
@@ -315,7 +318,7 @@ def train_pack(specs, callbacks: list[Callbacks] | None = None, *, resumes: list
     torch.set_rng_state(rng_before)  # setting members up seeded the global generator: give it back
     precision = set_tf32(tf32)
     try:
-        return _loop(Pack(members, cuda_graphs=cuda_graphs))
+        return _loop(Pack(members, cuda_graphs=cuda_graphs, attention=attention))
     finally:
         torch.set_float32_matmul_precision(precision)
 
@@ -367,8 +370,8 @@ def _loop(pack: Pack) -> list[TrainResult | TrainingError]:
             if now - m.last_time >= 1.0 or m.done or values:
                 mean_loss, lr = m.loss_total / m.loss_count, lr_at(m.step, m.t)
                 m.callbacks.metrics(m.step, {metric_key("train", "loss"): mean_loss, metric_key("train", "lr"): lr})
-                m.callbacks.progress(Progress(m.step, m.t.steps, mean_loss, (m.step - m.last_step) / (now - m.last_time),
-                                              lr, m.test_acc, m.peaky))
+                rate = (m.step - m.last_step) / (now - m.last_time)
+                m.callbacks.progress(Progress(m.step, m.t.steps, mean_loss, rate, lr, m.test_acc, m.peaky))
                 m.last_time, m.last_step, m.loss_total, m.loss_count = now, m.step, 0.0, 0
         ticks = 0
         if failed:

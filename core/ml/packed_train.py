@@ -67,6 +67,22 @@ class PackCallbacks(Callbacks):
 PACK_FIELDS = ("batch_size", "device")  # TrainSpec fields every member of a pack shares
 
 
+def pack_key(spec) -> tuple:
+    """Runs with equal keys can share a pack: (model shape, batch size, device)."""
+    return shape_key(ModelConfig.from_spec(spec)), spec.train.batch_size, spec.train.device
+
+
+def group_packs(specs, size: int) -> list[list[int]]:
+    """Indices of ``specs`` in packs of at most ``size`` runs of one ``pack_key``, in order of first
+    appearance (the job layer's grouping of a seed set, a sweep or a queue)."""
+    if size < 1:
+        raise PackError(f"pack_size: must be >= 1 (got {size})")
+    groups: dict[tuple, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(pack_key(spec), []).append(i)
+    return [rows[start:start + size] for rows in groups.values() for start in range(0, len(rows), size)]
+
+
 def check_packable(specs) -> None:
     """Raise PackError unless every spec has one model shape, batch size and device."""
     if not specs:

@@ -14,7 +14,7 @@ from core.ml import checkpoints
 from core.ml.model import ModelConfig, Transformer
 from core.ml.packed import PackedTransformer
 from core.ml.packed_step import PackedAdam, PackedStep, member_losses, set_tf32
-from core.ml.packed_train import Pack, PackCallbacks, PackError, member_from_spec, train_pack
+from core.ml.packed_train import Pack, PackCallbacks, PackError, group_packs, member_from_spec, train_pack
 from core.ml.train import (
     TrainingError, TrainResult, batch_rows, build_model, lr_at, make_optimizer, qk_scale_at, select_trainable,
     train, train_step,
@@ -288,6 +288,15 @@ def test_a_member_whose_loss_is_not_finite_fails_alone(tiny_spec, recorder):
 def test_specs_of_different_shapes_cannot_share_a_pack_and_the_error_names_the_field(tiny_spec, other, field):
     with pytest.raises(PackError, match=field):
         train_pack([tiny_spec(), tiny_spec(**other)])
+
+
+def test_runs_are_grouped_into_packs_of_one_shape_in_order(tiny_spec):
+    specs = [tiny_spec(seed=0), tiny_spec(d_model=32), tiny_spec(seed=1, lr=1e-3), tiny_spec(seed=2, dropout=0.3),
+             tiny_spec(d_model=32, seed=5), tiny_spec(batch_size=8)]
+    assert group_packs(specs, 2) == [[0, 2], [3], [1, 4], [5]]
+    assert group_packs(specs, 8) == [[0, 2, 3], [1, 4], [5]]
+    with pytest.raises(PackError, match="pack_size"):
+        group_packs(specs, 0)
 
 
 def test_bad_pack_arguments_are_clear_errors(tiny_spec):

@@ -30,7 +30,6 @@ BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which the solo run uses
 EPS = 1e-8
 
 
-
 class PackedAdam:
     """torch.optim.Adam / AdamW, single-tensor algorithm, over the pack's flat [M, P] buffer.
 
@@ -138,6 +137,8 @@ class PackedStep:
                 self.eager(*static_in, first)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
+        # One pool for every shape's graph: nothing a graph allocates outlives its replay except its
+        # losses, which stay referenced (so never reused); parameters and inputs live outside it.
         with torch.cuda.graph(graph, pool=self.pool):
             losses = self.eager(*static_in, first)
         self.pool = graph.pool()

@@ -25,8 +25,9 @@ function; the explicit form measured faster on this CPU (docs/packed.md), takes 
 masks without vmap's randomness rules, and reads like the solo model.
 
 Attention (``attention``): ``"fused"`` (the default) is the solo model's own
-``scaled_dot_product_attention`` over ``[M*B, H, T, d_head]``, which treats every row alone, so a
-member's attention is bit for bit its solo one. ``"explicit"`` is ``baddbmm`` + ``softmax`` +
+``scaled_dot_product_attention`` (one call over ``[M*B, H, T, d_head]`` on CUDA, one per member on
+a CPU, where that is faster), which treats every row alone, so a member's attention is bit for bit
+its solo one. ``"explicit"`` is ``baddbmm`` + ``softmax`` +
 ``bmm``: the same function, 1.5-5x faster on a CPU for small heads (docs/packed.md), but rounded
 differently, and Adam's first steps magnify a rounding difference in a gradient entry near its
 ``eps`` to ~1e-4 in that parameter, so only ``"fused"`` matches solo parameters within 1e-5.
@@ -156,10 +157,13 @@ class PackedTransformer(nn.Module):
             q, k, v = q.reshape(M * B * H, Tq, d_head), k.reshape(M * B * H, T, d_head), v.reshape(M * B * H, T, d_head)
             scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=1 / math.sqrt(d_head))  # [M*B*H, Tq, T]
             z = torch.bmm(scores.softmax(dim=-1), v).view(M * B, H, Tq, d_head)
-        elif Tq == T:
-            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [M*B, H, T, d_head]
         else:
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # [M*B, H, Tq, d_head]
+            mask = {"is_causal": True} if Tq == T else {"attn_mask": allowed}
+            if x.device.type == "cpu":  # the CPU kernel runs M calls of [B, ...] faster than one of [M*B, ...]
+                z = torch.cat([F.scaled_dot_product_attention(*member, **mask)
+                               for member in zip(q.split(B), k.split(B), v.split(B))])  # [M*B, H, Tq, d_head]
+            else:  # one launch for the whole pack
+                z = F.scaled_dot_product_attention(q, k, v, **mask)  # [M*B, H, Tq, d_head]
         z = z.view(M, B, H, Tq, d_head).transpose(2, 3).reshape(M, B, Tq, d)  # [M, B, Tq, H*d_head]
         return self._linear(z, f"{name}.out")  # [M, B, Tq, d]
 

@@ -18,7 +18,9 @@ both; figures are medians over blocks. Printed per (d_model, M):
 - projected wall time of 100 seeds x 64,000 steps in packs of M, and of the 1,680-cell scaling grid
   (L_max 4..31 x d_model 4..63) if every cell cost what a member of this pack costs.
 
-``--json`` prints one JSON object a line instead, with the keys named in the printed figures.
+``--json`` prints one JSON object a line instead: ``solo_step_s`` is one solo run's step,
+``packed_step_s`` one step of the whole pack, ``ratio`` = M x solo_step_s / packed_step_s, and
+``max_abs_diff`` the larger of ``max_loss_diff`` and ``max_param_diff``.
 """
 
 from __future__ import annotations

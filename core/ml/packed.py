@@ -1,201 +1,199 @@
-"""Packed training: M independent copies of the solo model trained in one step.
+"""The packed transformer: M independent copies of the solo model (core/ml/model.py) in one pass.
 
-A :class:`Pack` holds M solo :class:`~core.ml.model.Transformer` s of one shape (each built and
-initialised exactly as its solo run builds it, from its own seed) as one set of tensors: every
-parameter gains a leading model axis ``M`` (``torch.func.stack_module_state``), and the solo
-model's own ``forward`` runs once over that axis (``torch.func.functional_call`` under
-``torch.func.vmap``). The solo model stays the reference; nothing here re-implements it. The
-pack runs the model's explicit attention path (the same function as the fused one, to float
-rounding), since vmap has no batching rule for the fused CPU kernel and would loop over members.
+Every parameter carries a leading model axis ``M``: member ``i``'s ``blocks.0.attn.qkv.weight`` is
+``packed.params["blocks.0.attn.qkv.weight"][i]``, of exactly the solo shape. Inputs carry the same
+axis (tokens ``[M, B, T]``), and every operation is the solo one, batched over members with explicit
+batched matmuls (``torch.matmul`` on ``[M, rows, k] x [M, k, n]``): no operation mixes two members,
+so member ``i``'s outputs and gradients depend on member ``i``'s parameters and inputs alone.
+Shape comments add ``M`` (members) to the solo model's ``B``, ``T``, ``H``.
 
-One step trains all members:
+The solo model stays the reference: a pack is built *from* solo models (``from_models``: each
+member initialised exactly as its solo run, then stacked), and ``member_state_dict(i)`` gives a
+member back in the solo layout, to load into a solo ``Transformer`` for evaluation, snapshots,
+head scores and checkpoints. Members share every shape (``ModelConfig`` except ``dropout``);
+what leaves shapes alone is per member: the dropout probability and the mask it draws (passed in
+as ``dropout_scale``, drawn by the trainer from each member's own generator) and ``qk_scale``.
 
-- Inputs are per member: tokens [M, B, W] and the target mask [M, B, W-1] (each member its own
-  batches, as its solo run draws them: ``train.batch_rows`` with its own seed).
-- Each member's loss is its own mean cross-entropy over its supervised targets, exactly the solo
-  ``train_step``'s loss. The pack backpropagates the SUM of the M losses, never the mean: member i's
-  parameters only reach member i's loss, so the gradient on member i's slice is exactly the
-  gradient of its solo loss (dividing by M would shrink every member's gradient M times).
-- Adam (or AdamW) runs on the stacked tensors with per-member ``lr``, ``betas`` and
-  ``weight_decay`` (tensors [M], broadcast over each parameter's own axes): the same update as
-  ``torch.optim.Adam`` / ``AdamW`` with the trainer's settings (``train.make_optimizer``: eps 1e-8,
-  no clipping, no amsgrad), to float rounding.
+Storage: all parameters live in one buffer ``flat [M, P]`` (and their gradients in ``flat_grad
+[M, P]``); each named parameter is a view of its columns. The optimizer (core/ml/packed_train.py)
+then updates every parameter of every member in a handful of whole-buffer operations with
+per-member hyper-parameters ``[M, 1]``, which is what makes a step cheap on a GPU. Because the
+parameters are views of ``flat``, a pack is built on its device and never moved (``.to`` raises).
 
-:meth:`Pack.member_state_dict` gives member i's weights in the solo layout, so the solo evaluation,
-snapshot and checkpoint code reads them unchanged (``Transformer.load_state_dict``).
+Explicit matmuls rather than ``torch.func.vmap`` over ``functional_call``: both compute the same
+function; the explicit form measured faster on this CPU (docs/packed.md), takes per-member dropout
+masks without vmap's randomness rules, and reads like the solo model.
 
-This first version supports dropout 0 only (a packed dropout mask cannot reproduce the solo run's
-draws) and ``qk_scale`` 1, and every member must train the same set of parameters; it refuses
-anything else with an error naming the setting.
+Attention (``attention``): ``"fused"`` (the default) is the solo model's own
+``scaled_dot_product_attention`` (one call over ``[M*B, H, T, d_head]`` on CUDA, one per member on
+a CPU, where that is faster), which treats every row alone, so a member's attention is bit for bit
+its solo one. ``"explicit"`` is ``baddbmm`` + ``softmax`` +
+``bmm``: the same function, 1.5-5x faster on a CPU for small heads (docs/packed.md), but rounded
+differently, and Adam's first steps magnify a rounding difference in a gradient entry near its
+``eps`` to ~1e-4 in that parameter, so only ``"fused"`` matches solo parameters within 1e-5.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
+import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
+from torch import nn
 
-from core.ml.model import Transformer
+from core.ml.model import ModelConfig, Transformer, rotary_tables, rotate
 
-OPTIMIZERS = ("adam", "adamw")
-
-
-def per_member(value, m: int, name: str) -> torch.Tensor:
-    """A float or M floats -> float64 tensor [M] (the optimizer's per-member coefficients)."""
-    values = [float(value)] * m if isinstance(value, (int, float)) else [float(v) for v in value]
-    if len(values) != m:
-        raise ValueError(f"{name}: expected one value or {m} (one per member), got {len(values)}")
-    return torch.tensor(values, dtype=torch.float64)  # [M]
+LN_EPS = 1e-5  # nn.LayerNorm's default, as in the solo model
+ATTENTION = ("fused", "explicit")
 
 
-def member_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """One member's mean cross-entropy over its supervised targets (the solo ``train_step`` loss).
-
-    logits [B, T, V], targets [B, T] (int), mask [B, T] (bool) -> scalar."""
-    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")  # [B*T]
-    weight = mask.flatten().to(ce.dtype)  # [B*T]
-    return (ce * weight).sum() / weight.sum()
+def shape_key(cfg: ModelConfig) -> ModelConfig:
+    """What must be equal for two models to share a pack: the config without what only changes
+    values (``dropout``, and ``pos_init_std``, which scales the initial draws)."""
+    return replace(cfg, dropout=0.0, pos_init_std=1.0)
 
 
-class Pack:
-    """M solo models of one shape, stacked on a leading model axis and trained in one step.
+class PackedTransformer(nn.Module):
+    """tokens [M, B, T] (int) -> logits [M, B, T - first_output, d_vocab], member by member."""
 
-    ``models``: the M solo models (their weights are copied, the models themselves are not used
-    again). ``lr``, ``weight_decay``, ``beta1``, ``beta2``: one value for all or one per member.
-    ``optimizer``: ``"adam"`` (L2 decay added to the gradient) or ``"adamw"`` (decoupled decay), for
-    the whole pack. ``lr`` may be changed between steps (``pack.lr = ...``, a float or M floats).
-    """
+    def __init__(self, cfg: ModelConfig, n_members: int, device: torch.device | str = "cpu", *,
+                 attention: str = "fused") -> None:
+        super().__init__()
+        if attention not in ATTENTION:
+            raise ValueError(f"attention: one of {', '.join(ATTENTION)} (got {attention!r})")
+        self.attention = attention
+        self.cfg = shape_key(cfg)
+        self.n_members = M = n_members
+        template = Transformer(self.cfg)  # only for names, shapes and which parameters train
+        self.shapes = {name: tuple(p.shape) for name, p in template.named_parameters()}
+        sizes = [math.prod(shape) for shape in self.shapes.values()]
+        self.flat = torch.zeros(M, sum(sizes), device=device)  # [M, P]: every parameter of every member
+        self.flat_grad = torch.zeros_like(self.flat)  # [M, P]
+        self.columns: dict[str, slice] = {}  # parameter name -> its columns of flat
+        self.params: dict[str, nn.Parameter] = {}  # solo name -> [M, *solo shape], a view of flat
+        start = 0
+        for (name, p), size in zip(template.named_parameters(), sizes):
+            self.columns[name] = slice(start, start + size)
+            shape = (M, *self.shapes[name])
+            param = nn.Parameter(self.flat[:, start:start + size].view(shape), requires_grad=p.requires_grad)
+            param.grad = self.flat_grad[:, start:start + size].view(shape)  # backward adds into it
+            self.register_parameter(name.replace(".", "__"), param)
+            self.params[name] = param
+            start += size
+        self.qk_scale = torch.ones(M, device=device)  # [M], per member (TrainSpec.qk_scale's ramp)
+        self.vocab_offset = torch.arange(M, device=device).view(M, 1, 1) * cfg.d_vocab  # [M, 1, 1]
+        if cfg.pos_encoding == "rope":
+            cos, sin = rotary_tables(cfg.n_ctx, cfg.d_head)
+            self.rope = (cos.to(device), sin.to(device))
 
-    def __init__(self, models: Sequence[Transformer], *, lr=1e-3, weight_decay=0.0, beta1=0.9,
-                 beta2=0.999, eps: float = 1e-8, optimizer: str = "adam") -> None:
-        models = list(models)
-        if not models:
-            raise ValueError("a pack needs at least one model")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {optimizer!r}")
-        cfg = models[0].cfg
+    @classmethod
+    def from_models(cls, models: list[Transformer], device: torch.device | str = "cpu", *,
+                    attention: str = "fused") -> PackedTransformer:
+        """Stack solo models (each initialised as its own run) into a pack on ``device``."""
+        keys = {shape_key(m.cfg) for m in models}
+        if len(keys) != 1:
+            raise ValueError(f"a pack needs one model shape; got {len(keys)}: {sorted(map(str, keys))}")
+        packed = cls(models[0].cfg, len(models), device, attention=attention)
         for i, model in enumerate(models):
-            if model.cfg != cfg:
-                raise ValueError(f"member {i}: its ModelConfig differs from member 0's; a pack holds one shape")
-            if model.cfg.dropout != 0.0:
-                raise ValueError(f"member {i}: dropout={model.cfg.dropout}; packed training supports dropout 0 only")
-            if model.qk_scale != 1.0:
-                raise ValueError(f"member {i}: qk_scale={model.qk_scale}; packed training supports qk_scale 1 only")
-        trainable = [tuple(n for n, p in m.named_parameters() if p.requires_grad) for m in models]
-        if any(t != trainable[0] for t in trainable):
-            raise ValueError("trainable: every member of a pack must train the same parameters")
-        self.m = len(models)
-        self.cfg = cfg
-        self.optimizer = optimizer
-        self.eps = float(eps)
-        self.trainable = trainable[0]
-        self.state_keys = list(models[0].state_dict().keys())  # the solo layout, persistent buffers included
-        params, buffers = stack_module_state(models)  # name -> [M, *solo shape]
-        self.params = {n: p.detach().clone().requires_grad_(n in self.trainable) for n, p in params.items()}
-        self.buffers = {n: b.detach().clone() for n, b in buffers.items()}
-        self.base = copy.deepcopy(models[0]).to("meta")  # the code to run; its weights come from self.params
-        self.base.train()
-        self.base.explicit = True  # the materialised attention: vmap has no batching rule for the fused CPU kernel
-        self.lr = lr
-        self.weight_decay = per_member(weight_decay, self.m, "weight_decay")  # [M]
-        self.beta1 = per_member(beta1, self.m, "beta1")  # [M]
-        self.beta2 = per_member(beta2, self.m, "beta2")  # [M]
-        self.steps = 0
-        self.exp_avg = {n: torch.zeros_like(self.params[n]) for n in self.trainable}  # [M, *shape]
-        self.exp_avg_sq = {n: torch.zeros_like(self.params[n]) for n in self.trainable}  # [M, *shape]
+            packed.load_member(i, model.state_dict())
+        return packed
 
-    @property
-    def lr(self) -> torch.Tensor:
-        return self._lr  # [M] float64
+    def _apply(self, fn, recurse=True):
+        raise NotImplementedError("a pack's parameters are views of one buffer: build it on its device")
 
-    @lr.setter
-    def lr(self, value) -> None:
-        self._lr = per_member(value, self.m, "lr")  # [M]
-
-    # ------------------------------------------------------------------ forward and loss
-
-    def _check(self, tokens: torch.Tensor, name: str = "tokens") -> None:
-        if tokens.dim() != 3 or tokens.shape[0] != self.m:
-            raise ValueError(f"{name}: expected [M={self.m}, batch, seq], got {list(tokens.shape)}")
-
-    def logits(self, tokens: torch.Tensor, params: dict | None = None) -> torch.Tensor:
-        """tokens [M, B, T] -> logits [M, B, T, d_vocab]: member i's model on tokens[i]."""
-        self._check(tokens)
-
-        def one(p, b, x):  # one member: its weights, buffers and tokens [B, T]
-            return functional_call(self.base, (p, b), (x,))  # [B, T, d_vocab]
-
-        return vmap(one)(self.params if params is None else params, self.buffers, tokens)
-
-    def losses(self, tokens: torch.Tensor, mask: torch.Tensor, params: dict | None = None) -> torch.Tensor:
-        """tokens [M, B, W], target mask [M, B, W-1] (bool) -> each member's mean loss [M]."""
-        self._check(tokens)
-        if mask.shape != (*tokens.shape[:2], tokens.shape[2] - 1):
-            raise ValueError(f"mask: expected {[*tokens.shape[:2], tokens.shape[2] - 1]}, got {list(mask.shape)}")
-        logits = self.logits(tokens[:, :, :-1], params)  # [M, B, W-1, d_vocab]
-        return vmap(member_loss)(logits, tokens[:, :, 1:], mask)  # [M]
-
-    # ------------------------------------------------------------------ the step
-
-    def step(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One forward, backward and Adam step of every member; returns the losses [M] (detached)."""
-        self.zero_grad()
-        losses = self.losses(tokens, mask)  # [M]
-        losses.sum().backward()  # the sum, never the mean: each member keeps its own gradient
-        self.adam_step()
-        return losses.detach()
-
-    def zero_grad(self) -> None:
-        for n in self.trainable:
-            self.params[n].grad = None
-
-    @torch.no_grad()
-    def adam_step(self) -> None:
-        """Adam / AdamW on every trainable stacked tensor, per-member coefficients on axis 0.
-
-        The update of ``torch.optim.Adam`` (single-tensor form): g += wd * p (adam) or
-        p *= 1 - lr * wd (adamw); m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
-        p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
-        self.steps += 1
-        t = self.steps
-        bc1 = 1 - self.beta1 ** t  # [M]
-        bc2_sqrt = (1 - self.beta2 ** t).sqrt()  # [M]
-        step_size = self.lr / bc1  # [M]
-        for n in self.trainable:
-            p, g = self.params[n], self.params[n].grad  # [M, *shape]
-            if g is None:
-                continue
-            shape = (self.m,) + (1,) * (p.dim() - 1)  # broadcasts a [M] coefficient over one member's axes
-
-            def c(x: torch.Tensor) -> torch.Tensor:
-                return x.to(device=p.device, dtype=p.dtype).view(shape)  # [M, 1, ...]
-
-            if self.optimizer == "adam":
-                g = g + c(self.weight_decay) * p  # [M, *shape]
-            else:
-                p.mul_(1 - c(self.lr * self.weight_decay))
-            m, v = self.exp_avg[n], self.exp_avg_sq[n]  # [M, *shape]
-            m.lerp_(g, c(1 - self.beta1))
-            v.mul_(c(self.beta2)).add_(c(1 - self.beta2) * g * g)
-            denom = v.sqrt().div_(c(bc2_sqrt)).add_(self.eps)  # [M, *shape]
-            p.sub_(c(step_size) * m / denom)
-
-    # ------------------------------------------------------------------ members out
+    # ---------------------------------------------------------------------- members in the solo layout
 
     def member_state_dict(self, i: int) -> dict[str, torch.Tensor]:
-        """Member i's weights in the solo model's layout (``Transformer.state_dict`` keys): copies."""
-        if not 0 <= i < self.m:
-            raise IndexError(f"member {i}: the pack has members 0..{self.m - 1}")
-        stacked = {**self.params, **self.buffers}
-        return {k: stacked[k][i].detach().clone() for k in self.state_keys}
+        """Member ``i``'s parameters as a solo ``Transformer`` state dict (copies, unfolded)."""
+        return {name: p.detach()[i].clone() for name, p in self.params.items()}
 
-    def member(self, i: int) -> Transformer:
-        """Member i as a solo model (a fresh Transformer holding its weights)."""
-        model = Transformer(self.cfg).to(next(iter(self.params.values())).device)
-        model.load_state_dict(self.member_state_dict(i))
-        for name, p in model.named_parameters():
-            p.requires_grad_(name in self.trainable)
-        return model
+    @torch.no_grad()
+    def load_member(self, i: int, state: dict[str, torch.Tensor]) -> None:
+        """Overwrite member ``i`` with a solo state dict (strict: the same keys and shapes)."""
+        if state.keys() != self.params.keys():
+            missing, extra = self.params.keys() - state.keys(), state.keys() - self.params.keys()
+            raise ValueError(f"member state dict: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        for name, p in self.params.items():
+            p[i].copy_(state[name])
+
+    # ------------------------------------------------------------------------------------ forward
+
+    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """LayerNorm over d_model with each member's own weight (and bias)."""
+        y = F.layer_norm(x, (self.cfg.d_model,), eps=LN_EPS)  # [M, B, T, d]
+        y = y * self.params[f"{name}.weight"][:, None, None, :]
+        if self.cfg.bias:
+            y = y + self.params[f"{name}.bias"][:, None, None, :]
+        return y
+
+    def _linear(self, x: torch.Tensor, name: str, rows: slice = slice(None)) -> torch.Tensor:
+        """x [M, B, T, k] @ W[:, rows]^T (+ b) -> [M, B, T, n]: each member with its own W [n, k]."""
+        M, B, T, k = x.shape
+        W = self.params[f"{name}.weight"][:, rows]  # [M, n, k]
+        y = torch.matmul(x.reshape(M, B * T, k), W.transpose(1, 2))  # [M, B*T, n]
+        if self.cfg.bias:
+            y = y + self.params[f"{name}.bias"][:, None, rows]
+        return y.view(M, B, T, -1)
+
+    def _attention(self, x: torch.Tensor, layer: int, first_query: int) -> torch.Tensor:
+        """x [M, B, T, d] -> [M, B, T - first_query, d]: the solo Attention.forward, per member."""
+        M, B, T, d = x.shape
+        H, d_head = self.cfg.n_heads, self.cfg.d_head
+        Tq = T - first_query
+        name = f"blocks.{layer}.attn"
+        q = self._linear(x[:, :, first_query:], f"{name}.qkv", slice(0, d))  # [M, B, Tq, d]
+        k, v = self._linear(x, f"{name}.qkv", slice(d, 3 * d)).view(M, B, T, 2, H, d_head).unbind(dim=3)
+        q = q * self.qk_scale.view(M, 1, 1, 1)  # [M, B, Tq, d]
+        q = q.view(M, B, Tq, H, d_head).transpose(2, 3).reshape(M * B, H, Tq, d_head)
+        k, v = (t.transpose(2, 3).reshape(M * B, H, T, d_head) for t in (k, v))  # [M*B, H, T, d_head]
+        if self.cfg.pos_encoding == "rope":
+            cos, sin = self.rope
+            q = rotate(q, cos[first_query:T], sin[first_query:T])
+            k = rotate(k, cos[:T], sin[:T])
+        allowed = torch.ones(Tq, T, dtype=torch.bool, device=x.device).tril(diagonal=first_query)  # [Tq, T]
+        if self.attention == "explicit":
+            bias = torch.zeros(Tq, T, device=x.device).masked_fill_(~allowed, float("-inf"))  # [Tq, T]
+            q, k, v = q.reshape(M * B * H, Tq, d_head), k.reshape(M * B * H, T, d_head), v.reshape(M * B * H, T, d_head)
+            scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=1 / math.sqrt(d_head))  # [M*B*H, Tq, T]
+            z = torch.bmm(scores.softmax(dim=-1), v).view(M * B, H, Tq, d_head)
+        else:
+            mask = {"is_causal": True} if Tq == T else {"attn_mask": allowed}
+            if x.device.type == "cpu":  # the CPU kernel runs M calls of [B, ...] faster than one of [M*B, ...]
+                z = torch.cat([F.scaled_dot_product_attention(*member, **mask)
+                               for member in zip(q.split(B), k.split(B), v.split(B))])  # [M*B, H, Tq, d_head]
+            else:  # one launch for the whole pack
+                z = F.scaled_dot_product_attention(q, k, v, **mask)  # [M*B, H, Tq, d_head]
+        z = z.view(M, B, H, Tq, d_head).transpose(2, 3).reshape(M, B, Tq, d)  # [M, B, Tq, H*d_head]
+        return self._linear(z, f"{name}.out")  # [M, B, Tq, d]
+
+    def _mlp(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        pre = self._linear(x, f"blocks.{layer}.mlp.fc_in")  # [M, B, T, d_mlp]
+        return self._linear(F.gelu(pre), f"blocks.{layer}.mlp.fc_out")  # [M, B, T, d]
+
+    def forward(self, tokens: torch.Tensor, first_output: int = 0,
+                dropout_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [M, B, T] -> logits [M, B, T - first_output, d_vocab] (see Transformer.forward).
+
+        ``dropout_scale`` [M, B, T, d_model]: the embedding dropout's multiplier per member (0 or
+        1 / (1 - p), or 1 where a member has none); None means no dropout (evaluation)."""
+        M, B, T = tokens.shape
+        if T > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {T} positions exceeds n_ctx={self.cfg.n_ctx}")
+        table = self.params["embed.weight"].reshape(M * self.cfg.d_vocab, self.cfg.d_model)  # [M*V, d]
+        h = F.embedding(tokens + self.vocab_offset, table)  # [M, B, T, d]: member i reads its own rows
+        if self.cfg.pos_encoding in ("learned", "frozen"):
+            h = h + self.params["pos_embed.weight"][:, None, :T]  # [M, 1, T, d] broadcast
+        if dropout_scale is not None:
+            h = h * dropout_scale
+        for layer in range(self.cfg.n_layers):
+            first = first_output if layer == self.cfg.n_layers - 1 else 0
+            name = f"blocks.{layer}"
+            if self.cfg.norm == "paper":
+                h = self._norm(h, f"{name}.ln1")  # the stream itself is normalised, as in the solo model
+                attn_out = self._attention(h, layer, first)
+            else:
+                attn_out = self._attention(self._norm(h, f"{name}.ln1"), layer, first)
+            h = h[:, :, first:] + attn_out  # [M, B, T - first, d]
+            h = h + self._mlp(self._norm(h, f"{name}.ln2"), layer)
+        return self._linear(self._norm(h, "ln_final"), "unembed")  # [M, B, T - first_output, d_vocab]

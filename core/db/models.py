@@ -37,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from core.names import CHECKPOINT_RESUME, CHECKPOINT_WEIGHTS, JOB_INTERVENE, JOB_SWEEP, JOB_TRAIN
+
 
 class Status(str, enum.Enum):
     """Life cycle of a run and of a job."""
@@ -51,9 +53,9 @@ class Status(str, enum.Enum):
 class JobKind(str, enum.Enum):
     """What a queued job does."""
 
-    TRAIN = "train"
-    INTERVENE = "intervene"
-    SWEEP = "sweep"
+    TRAIN = JOB_TRAIN
+    INTERVENE = JOB_INTERVENE
+    SWEEP = JOB_SWEEP
 
 
 class ShareKind(str, enum.Enum):
@@ -67,8 +69,8 @@ class ShareKind(str, enum.Enum):
 class CheckpointKind(str, enum.Enum):
     """`resume` holds model + optimizer state; `weights` holds the model only."""
 
-    RESUME = "resume"
-    WEIGHTS = "weights"
+    RESUME = CHECKPOINT_RESUME
+    WEIGHTS = CHECKPOINT_WEIGHTS
 
 
 def utcnow() -> datetime:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.db.session import session_scope
@@ -23,8 +23,7 @@ from core.specs.errors import SpecError
 from core.specs.sweep import MAX_SWEEP_CELLS, SweepSpec
 from core.submit import dispatch
 from core.sweeps import create_sweep
-from server.access import Access, get_access
-from server.deps import CurrentAccess, ReadSession, SweepId
+from server.deps import CurrentAccess, OwnerAccess, ReadSession, SweepId
 from server.views import sweeps as views
 
 read = APIRouter(tags=["sweeps"])
@@ -56,8 +55,7 @@ class SweepCreated(BaseModel):
 
 
 @write.post("/api/sweeps", status_code=201, response_model=SweepCreated)
-def new_sweep(body: SweepIn, request: Request, access: Access = Depends(get_access)) -> SweepCreated:
-    access.require_owner()
+def new_sweep(body: SweepIn, request: Request, _owner: OwnerAccess) -> SweepCreated:
     n_cells = body.n_cells()
     if n_cells > MAX_SWEEP_CELLS:  # before SweepSpec builds the grid; SpecError -> the common 422 body
         raise SpecError([("axes", f"{n_cells} cells; a sweep may have at most {MAX_SWEEP_CELLS}")])

@@ -46,8 +46,8 @@ from core.ml.model import ModelConfig, Transformer
 from core.ml.packed import PackedTransformer, shape_key
 from core.ml.packed_step import PackedAdam, PackedStep, set_tf32
 from core.ml.train import (
-    Callbacks, Progress, TrainingError, TrainResult, batch_rows, best_peaky, build_model, evaluate,
-    lr_at, make_optimizer, qk_scale_at, resolve_device, select_trainable, snapshot,
+    Callbacks, Progress, TrainingError, TrainResult, batch_rows, best_peaky, build_model,
+    lr_at, make_optimizer, qk_scale_at, resolve_device, select_trainable, record_step,
 )
 from core.names import metric_key
 from core.problems import Dataset, build_dataset, supervised_mask
@@ -405,16 +405,7 @@ def _record(pack: Pack, row: int, step: int) -> dict[str, float]:
     snapshotting = step % t.snapshot_every == 0 or step == t.steps
     if not (evaluating or snapshotting):
         return {}
-    model, device = pack.model(row), pack.device
-    values: dict[str, float] = {}
-    if evaluating:
-        values.update(evaluate(model, m.data, m.spec, device, full=step == t.steps))
-    if snapshotting:
-        blob, layout, scores = snapshot(model, m.data, m.spec, device)
-        values.update(scores)
-        cb.snapshot(step, blob, layout)
-        cb.checkpoint(step, checkpoints.WEIGHTS, checkpoints.to_bytes(checkpoints.model_weights(model)))
+    model = pack.model(row)
     if isinstance(cb, PackCallbacks):
         cb.model(step, model)
-    cb.metrics(step, values)
-    return values
+    return record_step(model, m.data, m.spec, pack.device, cb, step)

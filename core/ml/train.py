@@ -227,6 +227,22 @@ def build_model(spec, device) -> Transformer:
     return Transformer(ModelConfig.from_spec(spec)).to(device)
 
 
+def record_step(model, data, spec, device, cb, step: int) -> dict[str, float]:
+    """What a run records at ``step``: evaluation, snapshot and head scores, weights (the packed trainer's too)."""
+    t = spec.train
+    values: dict[str, float] = {}
+    if step % t.eval_every == 0 or step == t.steps:
+        values.update(evaluate(model, data, spec, device, full=step == t.steps))
+    if step % t.snapshot_every == 0 or step == t.steps:
+        blob, layout, scores = snapshot(model, data, spec, device)
+        values.update(scores)
+        cb.snapshot(step, blob, layout)
+        cb.checkpoint(step, checkpoints.WEIGHTS, checkpoints.to_bytes(checkpoints.model_weights(model)))
+    if values:
+        cb.metrics(step, values)
+    return values
+
+
 def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = None,
           init_weights: dict | None = None, data: Dataset | None = None) -> TrainResult:
     """Train ``spec`` (a RunSpec). ``resume``: a resume checkpoint's bytes; ``init_weights``: a
@@ -254,17 +270,7 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
     n_rows = len(train_tokens)
 
     def record(step: int) -> dict[str, float]:
-        values = {}
-        if step % t.eval_every == 0 or step == t.steps:
-            values.update(evaluate(model, data, spec, device, full=step == t.steps))
-        if step % t.snapshot_every == 0 or step == t.steps:
-            blob, layout, scores = snapshot(model, data, spec, device)
-            values.update(scores)
-            cb.snapshot(step, blob, layout)
-            cb.checkpoint(step, checkpoints.WEIGHTS, checkpoints.to_bytes(checkpoints.model_weights(model)))
-        if values:
-            cb.metrics(step, values)
-        return values
+        return record_step(model, data, spec, device, cb, step)
 
     final: dict[str, float] = {}
     if start == 0:

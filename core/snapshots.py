@@ -5,7 +5,8 @@ A snapshot keeps, for each probe sequence of input length L, only the block of i
 triangle, diagonal included), as float16, zlib-compressed. For the paper's model and a probe set of
 4 sequences per length that is about 60 KB raw and less compressed, one database row per step.
 
-Torch-free on purpose: the server unpacks snapshots to draw heatmaps.
+Each position gets a text label (:func:`token_label`: "[parity]", "x1=0", "EoI", "y1=1"), the same on
+the dashboard and in a notebook. Torch-free on purpose: the server unpacks snapshots to draw heatmaps.
 """
 
 from __future__ import annotations
@@ -14,12 +15,34 @@ import zlib
 
 import numpy as np
 
+from core.problems import eoi_position, tokens
+
 FORMAT = "tril-real-f16-zlib-v1"
 
 
 def real_width(length: int) -> int:
     """Positions of a sequence of input length L that hold real tokens: [problem] x_1..x_L [EoI] y_1..y_L."""
     return 2 * length + 2
+
+
+PROBLEM_TOKENS = {tokens.POLYNOMIAL: "[poly]", tokens.PARITY: "[parity]", tokens.BINARY_COPY: "[copy]",
+                  tokens.BEGIN: "[begin]"}
+
+
+def token_label(token: int, position: int, length: int) -> str:
+    """Text for one position of a row of input length L: "[parity]", "x2=1", "EoI", "y2=0", "EoS"."""
+    e = eoi_position(length)
+    if token == tokens.EOI:
+        return "EoI"
+    if token == tokens.EOS:
+        return "EoS"
+    if token in PROBLEM_TOKENS:
+        return PROBLEM_TOKENS[token]
+    if 1 <= position < e:
+        return f"x{position}={token}"
+    if position > e:
+        return f"y{position - e}={token}"
+    return str(token)
 
 
 def pack(patterns: np.ndarray, lengths: np.ndarray) -> tuple[bytes, dict]:

@@ -39,8 +39,8 @@ from core.names import (
     metric_key,
     try_parse_score_key,
 )
-from core.problems import eoi_position, expected_keys, tokens
-from core.snapshots import real_width, unpack
+from core.problems import expected_keys
+from core.snapshots import real_width, token_label, unpack
 from server.access import OWNER, Access
 from server.errors import NotFound
 from server.views.schemas import (
@@ -63,8 +63,6 @@ SORTS = {  # ?sort= value -> ORDER BY; "-" is descending
     "acc": Run.summary[("accuracy", "test", "seq_acc")].as_float(),
 }
 MAX_LIMIT = 200
-PROBLEM_TOKENS = {tokens.POLYNOMIAL: "[poly]", tokens.PARITY: "[parity]", tokens.BINARY_COPY: "[copy]",
-                  tokens.BEGIN: "[begin]"}
 
 
 # ---------------------------------------------------------------- the runs list
@@ -217,22 +215,6 @@ def _finite(value: float | None) -> float | None:
 def snapshot_steps(session: Session, *, run_id: int) -> list[int]:
     get_run(session, run_id=run_id)
     return crud.list_snapshot_steps(session, run_id=run_id)
-
-
-def token_label(token: int, position: int, length: int) -> str:
-    """Text for one position of a row of input length L: "[parity]", "x2=1", "EoI", "y2=0", "EoS"."""
-    e = eoi_position(length)
-    if token == tokens.EOI:
-        return "EoI"
-    if token == tokens.EOS:
-        return "EoS"
-    if token in PROBLEM_TOKENS:
-        return PROBLEM_TOKENS[token]
-    if 1 <= position < e:
-        return f"x{position}={token}"
-    if position > e:
-        return f"y{position - e}={token}"
-    return str(token)
 
 
 def expected_cells(length: int) -> list[ExpectedCells]:

@@ -7,6 +7,7 @@ cannot tell the two apart (``tests/server/test_notebook_http.py`` checks that, f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -134,4 +135,4 @@ class DatabaseSource:
                       for job in jobs.intervention_jobs(session, run_id=run_id)]
             return {**results.for_charts(rows), "heads": summary.get("heads", {}),
                     "verdict": causal_verdict(summary, rows), "jobs": recent}
-        return self._read(read)
+        return json.loads(json.dumps(self._read(read)))  # plain JSON values (lists, not tuples), as a server sends

@@ -9,9 +9,11 @@ A share link and a lab server's token are read through as well.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,41 @@ def test_a_lab_server_takes_its_token(built, tmp_path):
             assert lab.run(built["trained"]).metrics("train/loss")["train/loss"][0][-1] == 20
     finally:
         _stop(process)
+
+
+def snippet(html: str) -> str:
+    """The code of a page's "open in a notebook" box, as a reader copies it."""
+    box = html.split('<details class="notebook-snippet">', 1)[1].split("</details>", 1)[0]
+    return unescape(re.search(r"<pre[^>]*><code>(.*?)</code></pre>", box, flags=re.S)[1])
+
+
+def test_the_run_page_snippet_loads_what_the_page_shows(built, server):
+    import httpx
+
+    html = httpx.get(f"{server}/runs/{built['trained']}?step=10&probe=3&layer=1&head=0").text
+    code = snippet(html)
+    assert f"cb_open(\"{server}\")" in code and f"run = cb.run({built['trained']})" in code
+    assert "run.snapshot(10, probe=3)" in code and "snap.attention[1, 0]" in code and "run.model(10)" in code
+    scope: dict = {}
+    exec(compile(code, "snippet", "exec"), scope)  # the lines run as shown, against the live server
+    with cb_open(built["url"]) as database:
+        run = database.run(built["trained"])
+        assert np.array_equal(scope["pattern"], run.snapshot(10, probe=3).attention[1, 0])
+        assert np.array_equal(scope["loss"], run.metrics("train/loss")["train/loss"][1])
+    assert scope["causal"].series  # the edge intervention's results
+
+
+def test_a_shared_page_snippet_reads_through_its_link(built, server):
+    engine = make_engine(built["url"])
+    try:
+        with session_scope(engine) as session:
+            _, token = shares.create(session, kind="run", target={"run_ids": [built["trained"]]})
+    finally:
+        engine.dispose()
+    import httpx
+
+    code = snippet(httpx.get(f"{server}/s/{token}/runs/{built['trained']}").text)
+    assert f"cb_open(\"{server}/s/{token}\")" in code and "token=" not in code
+    scope: dict = {}
+    exec(compile(code, "snippet", "exec"), scope)
+    assert scope["run"].id == built["trained"] and scope["snap"].step == 20  # the page's default: the last step

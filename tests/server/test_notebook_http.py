@@ -167,6 +167,9 @@ def test_a_lab_server_takes_its_token(built, tmp_path):
             cb_open(base, token="wrong").run(built["trained"])
         with cb_open(base, token="s3cret") as lab:
             assert lab.run(built["trained"]).metrics("train/loss")["train/loss"][0][-1] == 20
+        page = httpx.get(f"{base}/runs/{built['trained']}", headers={"Authorization": "Bearer s3cret"})
+        assert 'token=os.environ["CIRCUITBOARD_AUTH_TOKEN"]' in snippet(page.text)  # never the token itself
+        assert "s3cret" not in page.text
     finally:
         _stop(process)
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.db import crud, jobs
 from core.db.models import Run
+from core.packing import pack_key
 from core.settings import Settings
 from core.specs.run import RunSpec
 
@@ -35,10 +36,12 @@ class Queued:
 
 def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, preset: str | None = None,
                key: str | None = None, tags: Sequence[str] = (), notes: str = "",
-               sweep_id: int | None = None, sweep_cell: dict | None = None) -> Queued:
+               sweep_id: int | None = None, sweep_cell: dict | None = None, pack_size: int | None = None) -> Queued:
     """Insert a QUEUED run of ``spec`` and its train job (flushed; the caller's scope commits).
 
-    With a submit ``key`` already used, nothing is inserted and the earlier run is returned.
+    With a submit ``key`` already used, nothing is inserted and the earlier run is returned. The job
+    carries the spec's pack key, so a worker may train it in a pack with compatible queued runs
+    (``core.packing``); ``pack_size`` is the submitter's members per pack (1: never packed).
     """
     if key is not None:
         earlier = session.scalars(select(Run).where(Run.idempotency_key == key)).first()
@@ -51,7 +54,7 @@ def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, pres
                           sweep_id=sweep_id)
     run.idempotency_key = key
     run.sweep_cell = dict(sweep_cell) if sweep_cell is not None else None
-    job = jobs.submit_train_job(session, run_id=run.id)
+    job = jobs.submit_train_job(session, run_id=run.id, pack_key=pack_key(spec), pack_size=pack_size)
     return Queued(run_id=run.id, job_id=job.id, created=True)
 
 

@@ -32,15 +32,27 @@ DEVICE_MEMORY_SHARE = 0.5
 FLOAT_BYTES = 4
 
 
-def pack_key(spec) -> str:
-    """What members of one pack share, as a string: the model's shape (dropout and ``pos_init_std``
-    only change values), the context width, the vocabulary, the batch size and the device."""
+def model_shape(spec) -> dict:
+    """The shape of ``spec``'s weights: its model fields but those that only change values
+    (``dropout``, and ``pos_init_std``, which scales the initial draws), the context width and the
+    vocabulary. Weights of one shape load into any model of that shape (``init_from``)."""
     model = spec.model.model_dump()
     model.pop("dropout")
     model.pop("pos_init_std")
-    key = {**model, "n_ctx": spec.n_ctx, "d_vocab": spec.model.d_vocab,
-           "batch_size": spec.train.batch_size, "device": spec.train.device}
-    return json.dumps(key, sort_keys=True)
+    return {**model, "n_ctx": spec.n_ctx, "d_vocab": spec.model.d_vocab}
+
+
+def pack_key(spec) -> str:
+    """What members of one pack share, as a string: the model's shape, the batch size and the device."""
+    return json.dumps({**model_shape(spec), "batch_size": spec.train.batch_size, "device": spec.train.device},
+                      sort_keys=True)
+
+
+def shape_difference(a, b) -> str | None:
+    """``"d_model 16 against 32, n_ctx 9 against 17"`` where two specs' weights differ in shape; None when they fit."""
+    left, right = model_shape(a), model_shape(b)
+    differ = [f"{key} {left[key]} against {right[key]}" for key in left if left[key] != right.get(key)]
+    return ", ".join(differ) or None
 
 
 def member_bytes(spec) -> int:

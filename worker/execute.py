@@ -102,10 +102,34 @@ def run_claimed(claim: jobs.Claim, *, engine: Engine, settings: Settings,
         return _finish(engine, claim, Status.FAILED, refusal)
     if claim.kind == JOB_TRAIN and claim.from_step >= spec.train.steps:  # trained to the end, never recorded so
         return _complete(engine, claim)
-    members = [claim]
-    if claim.kind == JOB_TRAIN:
-        members += _companions(engine, claim, spec, settings)
-    return _supervise(engine, members, settings, should_stop or (lambda: False))[0]
+    if claim.kind != JOB_TRAIN:
+        return _supervise(engine, [claim], settings, should_stop or (lambda: False))[0]
+    return run_claims([claim, *_companions(engine, claim, spec, settings)], engine=engine, settings=settings,
+                      should_stop=should_stop)[0]
+
+
+def run_claims(claims: list[jobs.Claim], *, engine: Engine, settings: Settings,
+               should_stop: ShouldStop | None = None) -> list[str]:
+    """Run train jobs this process has claimed as one pack (one child); return each one's status.
+
+    Each is checked first as a lone job is: an invalid spec ends FAILED, a run already trained to
+    its end is only recorded; the rest train together. ``run_claimed`` calls it with a job and its
+    companions, and ``circuitboard train`` with the members of its seed set.
+    """
+    statuses: dict[int, str] = {}
+    live = []
+    for claim in claims:
+        refusal, spec = _check(engine, claim)
+        if refusal is not None:
+            statuses[claim.job_id] = _finish(engine, claim, Status.FAILED, refusal)
+        elif claim.from_step >= spec.train.steps:
+            statuses[claim.job_id] = _complete(engine, claim)
+        else:
+            live.append(claim)
+    if live:
+        ended = _supervise(engine, live, settings, should_stop or (lambda: False))
+        statuses.update(zip((claim.job_id for claim in live), ended))
+    return [statuses[claim.job_id] for claim in claims]
 
 
 def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, RunSpec | None]:
@@ -131,8 +155,7 @@ def _companions(engine: Engine, lead: jobs.Claim, spec: RunSpec, settings: Setti
     """Claim the queued train jobs that train in one pack with ``lead`` (none when its pack size is 1).
 
     The pack size is the lead's submitted ``pack_size``, else the worker's setting, else the cost
-    model of ``core.packing.choose_pack_size``. A companion that cannot train (its spec no longer
-    validates) or has nothing left to train is ended here, as a lone job would be.
+    model of ``core.packing.choose_pack_size``.
     """
     with session_scope(engine, readonly=True) as session:
         requested = (jobs.get_job(session, job_id=lead.job_id).payload or {}).get("pack_size")
@@ -142,17 +165,8 @@ def _companions(engine: Engine, lead: jobs.Claim, spec: RunSpec, settings: Setti
     if size <= 1:
         return []
     with session_scope(engine) as session:
-        claimed = jobs.claim_companions(session, lead=lead, worker_id=lead.worker_id,
+        members = jobs.claim_companions(session, lead=lead, worker_id=lead.worker_id,
                                         lease_seconds=settings.lease_seconds, limit=size - 1)
-    members = []
-    for member in claimed:
-        refusal, member_spec = _check(engine, member)
-        if refusal is not None:
-            _finish(engine, member, Status.FAILED, refusal)
-        elif member.from_step >= member_spec.train.steps:
-            _complete(engine, member)
-        else:
-            members.append(member)
     if members:
         log.info("job %s: packed with jobs %s", lead.job_id, ", ".join(str(m.job_id) for m in members))
     return members

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -112,17 +113,7 @@ def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
     recorder = RunRecorder(engine, run_id, guard=guard, on_progress=on_progress, should_stop=should_stop,
                            on_final=on_final)
 
-    def read(session: Session):
-        run = crud.get_run(session, run_id=run_id)
-        if run is None:
-            raise crud.RunNotFound(run_id)
-        latest = crud.latest_checkpoint(session, run_id=run_id, kind=checkpoints.RESUME)
-        return dict(run.spec), None if latest is None else (latest.step, latest.data)
-
-    flat, latest = transact(engine, read)
-    spec = RunSpec.from_flat(flat)
-    if spec.train.device is None and device:
-        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"device": device})})
+    spec, latest = _read_run(engine, run_id, device)
     trained = latest is not None and latest[0] >= spec.train.steps
     resume = latest[1] if latest is not None and not trained else None
     if trained:  # it reached the end before whoever ran it could record so: record it now
@@ -147,6 +138,106 @@ def execute_training(engine: Engine, run_id: int, *, guard: Guard | None = None,
         return Status.RUNNING.value  # the caller decides: cancelled, or released back to the queue
     _finish(recorder, Status.SUCCEEDED)
     return Status.SUCCEEDED.value
+
+
+@dataclass(frozen=True)
+class PackMember:
+    """One run of a pack as a worker hands it over: what ``execute_training`` takes for one run."""
+
+    run_id: int
+    guard: Guard | None = None
+    on_progress: Callable[[Progress], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    on_final: OnFinal | None = None
+
+
+def execute_pack(engine: Engine, members: list[PackMember], *, device: str | None = None) -> list[str]:
+    """Train several runs as one pack (``core.ml.packed_train.train_pack``), each recorded exactly as
+    ``execute_training`` records it; return each run's status, in order.
+
+    A member ends alone: SUCCEEDED at its last step, FAILED when its loss turns non-finite or its
+    ``init_from`` weights cannot be loaded, RUNNING (its resume checkpoint written) when its
+    ``should_stop`` turned true; the others go on. A member already trained to its end is only
+    recorded as SUCCEEDED. An error of the whole pack (not the database's) fails every member still
+    training and propagates; a transient database error propagates without writing FAILED.
+    """
+    from core.ml.packed_train import train_pack  # torch-heavy: only here
+
+    recorders = [RunRecorder(engine, m.run_id, guard=m.guard, on_progress=m.on_progress,
+                             should_stop=m.should_stop, on_final=m.on_final) for m in members]
+    statuses: list[str | None] = [None] * len(members)
+    rows, specs, resumes, inits = [], [], [], []
+    for i, recorder in enumerate(recorders):
+        spec, latest = _read_run(engine, recorder.run_id, device)
+        if latest is not None and latest[0] >= spec.train.steps:
+            _finish(recorder, Status.SUCCEEDED)
+            statuses[i] = Status.SUCCEEDED.value
+            continue
+        recorder.write(lambda s, r=recorder.run_id: crud.update_run(s, run_id=r, status=Status.RUNNING,
+                                                                   started_at=utcnow(), error=None))
+        resume, init = (latest[1] if latest is not None else None), None
+        try:
+            if resume is None and spec.train.init_source:
+                init = load_init_weights(engine, *spec.train.init_source)
+                check_weights_fit(spec, init)
+        except TrainingError as exc:
+            _finish(recorder, Status.FAILED, error=str(exc))
+            statuses[i] = Status.FAILED.value
+            continue
+        rows.append(i)
+        specs.append(spec)
+        resumes.append(resume)
+        inits.append(init)
+    if not rows:
+        return statuses
+    try:
+        results = train_pack(specs, [recorders[i] for i in rows], resumes=resumes, init_weights=inits)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+        for i in rows:
+            _finish(recorders[i], Status.FAILED, error=f"its pack failed: {error}")
+        raise
+    for i, result in zip(rows, results):
+        if isinstance(result, TrainingError):
+            _finish(recorders[i], Status.FAILED, error=str(result))
+            statuses[i] = Status.FAILED.value
+        elif result.stopped:
+            statuses[i] = Status.RUNNING.value  # the caller decides: cancelled, or released back to the queue
+        else:
+            _finish(recorders[i], Status.SUCCEEDED)
+            statuses[i] = Status.SUCCEEDED.value
+    return statuses
+
+
+def check_weights_fit(spec: RunSpec, weights: dict) -> None:
+    """Raise TrainingError("init_from: ...") unless ``weights`` load into ``spec``'s model (so one
+    member's unfit parent fails that member, not its pack)."""
+    from core.ml.model import ModelConfig, Transformer
+
+    expected = {name: tuple(t.shape) for name, t in Transformer(ModelConfig.from_spec(spec)).state_dict().items()}
+    given = {name: tuple(t.shape) for name, t in weights.items()}
+    if expected != given:
+        wrong = sorted(name for name in expected.keys() | given.keys() if expected.get(name) != given.get(name))
+        raise TrainingError(f"init_from: the checkpoint's weights do not fit this model "
+                            f"(differ in {', '.join(wrong[:4])}{', ...' if len(wrong) > 4 else ''})")
+
+
+def _read_run(engine: Engine, run_id: int, device: str | None) -> tuple[RunSpec, tuple[int, bytes] | None]:
+    """A run's spec (on ``device`` when it names none) and its newest resume checkpoint (step, bytes)."""
+    def read(session: Session):
+        run = crud.get_run(session, run_id=run_id)
+        if run is None:
+            raise crud.RunNotFound(run_id)
+        latest = crud.latest_checkpoint(session, run_id=run_id, kind=checkpoints.RESUME)
+        return dict(run.spec), None if latest is None else (latest.step, latest.data)
+
+    flat, latest = transact(engine, read)
+    spec = RunSpec.from_flat(flat)
+    if spec.train.device is None and device:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"device": device})})
+    return spec, latest
 
 
 def _finish(recorder: RunRecorder, status: Status, *, error: str | None = None) -> None:

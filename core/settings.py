@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     auth_token: str | None = None  # set: every dashboard route but share links and static files needs it
     secret_key: str | None = None  # signs CSRF tokens and login cookies; None: a random key per process
     max_body_bytes: int = Field(1_000_000, ge=1024)  # larger request bodies get 413
+    pack_size: int | None = Field(None, ge=1, le=512)  # train jobs per pack; None: core/packing.py's cost model
 
     @field_validator("broker_url", "auth_token", "secret_key")
     @classmethod

@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 
 from core.db import crud, jobs
 from core.db.models import Run
+from core.packing import pack_key, shape_difference
 from core.settings import Settings
-from core.specs.run import RunSpec
+from core.specs.errors import SpecError
+from core.specs.run import RunSpec, parse_init_from
 
 log = logging.getLogger("core.submit")
 
@@ -35,10 +37,12 @@ class Queued:
 
 def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, preset: str | None = None,
                key: str | None = None, tags: Sequence[str] = (), notes: str = "",
-               sweep_id: int | None = None, sweep_cell: dict | None = None) -> Queued:
+               sweep_id: int | None = None, sweep_cell: dict | None = None, pack_size: int | None = None) -> Queued:
     """Insert a QUEUED run of ``spec`` and its train job (flushed; the caller's scope commits).
 
-    With a submit ``key`` already used, nothing is inserted and the earlier run is returned.
+    With a submit ``key`` already used, nothing is inserted and the earlier run is returned. The job
+    carries the spec's pack key, so a worker may train it in a pack with compatible queued runs
+    (``core.packing``); ``pack_size`` is the submitter's members per pack (1: never packed).
     """
     if key is not None:
         earlier = session.scalars(select(Run).where(Run.idempotency_key == key)).first()
@@ -51,8 +55,30 @@ def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, pres
                           sweep_id=sweep_id)
     run.idempotency_key = key
     run.sweep_cell = dict(sweep_cell) if sweep_cell is not None else None
-    job = jobs.submit_train_job(session, run_id=run.id)
+    job = jobs.submit_train_job(session, run_id=run.id, pack_key=pack_key(spec), pack_size=pack_size)
     return Queued(run_id=run.id, job_id=job.id, created=True)
+
+
+def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | None = None) -> None:
+    """``init_from`` ("RUN@STEP") must name a run and a step at which it has a checkpoint, and (given
+    the new run's ``spec``) a run whose weights have the new run's shape. SpecError names ``init_from``."""
+    if not init_from:
+        return
+    run_id, step = parse_init_from(init_from)
+    parent = crud.get_run(session, run_id=run_id)
+    if parent is None:
+        raise SpecError([("init_from", f"there is no run {run_id} (got {init_from!r})")])
+    steps = crud.checkpoint_steps(session, run_id=run_id)
+    if step not in steps:
+        shown = ", ".join(str(s) for s in steps[-12:]) or "none yet"
+        raise SpecError([("init_from", f"run {run_id} has no checkpoint at step {step}; its checkpoint steps: {shown}")])
+    if spec is not None:
+        try:
+            differ = shape_difference(spec, RunSpec.from_flat(parent.spec))
+        except SpecError:
+            differ = None  # a parent whose spec no longer parses: loading its weights will tell
+        if differ:
+            raise SpecError([("init_from", f"run {run_id}'s weights do not fit this model ({differ})")])
 
 
 def dispatch(settings: Settings, job_ids: Sequence[int]) -> None:

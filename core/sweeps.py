@@ -44,7 +44,7 @@ def create_sweep(session: Session, *, spec: SweepSpec, name: str | None = None) 
     sweep = Sweep(name=name, preset=spec.preset, spec=spec.base(), axes=spec.stored_axes())
     session.add(sweep)
     session.flush()
-    job = submit_sweep_job(session, sweep_id=sweep.id)
+    job = submit_sweep_job(session, sweep_id=sweep.id, pack_size=spec.pack_size)
     return CreatedSweep(sweep_id=sweep.id, job_id=job.id)
 
 
@@ -60,8 +60,11 @@ def submit_key(sweep_id: int, cell: dict[str, Any]) -> str:
     return f"sweep{sweep_id}:sha256:{hashlib.sha256(cell_label(cell).encode()).hexdigest()[:40]}"
 
 
-def expand_sweep(session: Session, *, sweep_id: int) -> list[int]:
+def expand_sweep(session: Session, *, sweep_id: int, pack_size: int | None = None) -> list[int]:
     """Queue a run and train job for every cell that has none yet; return every cell's job id, in grid order.
+
+    The cells' train jobs carry their pack key (and ``pack_size``, the sweep's choice of members per
+    pack), so workers train compatible cells together (docs/packed.md, "Jobs run packs").
 
     Raises SweepError when the sweep is gone, SpecError when a cell no longer validates (the spec
     rules changed since it was created).
@@ -74,7 +77,7 @@ def expand_sweep(session: Session, *, sweep_id: int) -> list[int]:
         label = cell_label(cell)
         queued = submit_run(session, spec=run_spec, name=f"{sweep.name or f'sweep {sweep.id}'} {label}",
                             preset=sweep.preset, key=submit_key(sweep.id, cell), tags=["sweep"],
-                            sweep_id=sweep.id, sweep_cell=cell)
+                            sweep_id=sweep.id, sweep_cell=cell, pack_size=pack_size)
         job_ids.append(queued.job_id)
     return job_ids
 

@@ -17,16 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from core.db import crud
 from core.db.session import session_scope
 from core.presets import get_preset
 from core.settings import Settings
 from core.specs.budget import estimate_budget
 from core.specs.errors import SpecError
-from core.specs.run import RunSpec, parse_init_from
-from core.submit import Queued, dispatch, submit_run
+from core.specs.run import RunSpec
+from core.submit import Queued, check_init_from, dispatch, submit_run
 from server.views.schemas import BudgetView
 
 MAX_TAGS, MAX_TAG_CHARS = 20, 50
@@ -67,19 +65,6 @@ def check_tags(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(cleaned))
 
 
-def check_init_from(session: Session, init_from: str | None) -> None:
-    """``init_from`` ("RUN@STEP") must name a run and a step at which it has a checkpoint."""
-    if not init_from:
-        return
-    run_id, step = parse_init_from(init_from)
-    if crud.get_run(session, run_id=run_id) is None:
-        raise SpecError([("init_from", f"there is no run {run_id} (got {init_from!r})")])
-    steps = crud.checkpoint_steps(session, run_id=run_id)
-    if step not in steps:
-        shown = ", ".join(str(s) for s in steps[-12:]) or "none yet"
-        raise SpecError([("init_from", f"run {run_id} has no checkpoint at step {step}; its checkpoint steps: {shown}")])
-
-
 def problems(engine: Engine, request: SubmitRequest) -> list[tuple[str, str]]:
     """Every (field, message) that would stop ``submit``, without queueing anything."""
     found: list[tuple[str, str]] = []
@@ -107,7 +92,7 @@ def submit(engine: Engine, settings: Settings, request: SubmitRequest, *, preset
     tags = check_tags(request.tags)
     try:
         with session_scope(engine) as session:
-            check_init_from(session, spec.train.init_from)
+            check_init_from(session, spec.train.init_from, spec=spec)
             queued = submit_run(session, spec=spec, name=(request.name or "").strip() or None, preset=request.preset or preset,
                                 key=request.idempotency_key, tags=tags, notes=request.notes)
     except IntegrityError:

@@ -20,6 +20,11 @@ status: SUCCEEDED, FAILED, or, when asked to stop, the status to hand back.
   writes nothing: it prints the error in one line and exits EXIT_INFRA, and the supervisor hands the
   attempt back to resume.
 
+``python -m worker.child JOB_ID TOKEN JOB_ID TOKEN ...`` trains several train jobs as one pack
+(``run_pack``): each member's writes are fenced by its own token, each member's job ends as that
+member ends (a NaN fails it alone; a cancel request stops it alone), and the exit status speaks for
+the members still left: EXIT_SUCCEEDED when none is, EXIT_STOPPED when some stopped on request.
+
 ``CIRCUITBOARD_TEST_HOLD_AFTER_FINAL=PATH`` (tests only) makes it write PATH and wait to be killed
 once its work has ended SUCCEEDED or FAILED (for a train job: committed, with the job's final status),
 holding open the moment between that commit and its exit.
@@ -109,8 +114,86 @@ def run_job(engine, job_id: int, token: int, stop: threading.Event) -> str:
     raise ValueError(f"a worker child cannot run {kind!r} jobs")
 
 
+def run_pack(engine, members: list[tuple[int, int]], stop: threading.Event) -> str:
+    """Train the runs of several train jobs (``(job id, token)`` each) as one pack; end each member's
+    job as it ends. Returns SUCCEEDED when every member's job was ended here (whatever its status),
+    RUNNING when some stopped on request and are left for the supervisor to hand back.
+
+    A member whose job is asked to cancel leaves the pack alone (after a resume checkpoint) and ends
+    CANCELLED; the others train on. Each member's writes are fenced by its own token.
+    """
+    from core.db import jobs
+    from core.db.models import Status
+    from core.db.session import session_scope
+    from core.recording import PackMember, execute_pack  # torch, from here on
+
+    with session_scope(engine, readonly=True) as session:
+        run_ids = [jobs.get_job(session, job_id=job_id).run_id for job_id, _ in members]
+    cancels = CancelWatch(engine, [job_id for job_id, _ in members])
+
+    def member(job_id: int, token: int, run_id: int) -> PackMember:
+        def finish(session, status: str, error: str | None) -> None:
+            jobs.finish(session, job_id=job_id, token=token, status=status, error=error)
+        return PackMember(run_id=run_id, guard=jobs.fence(job_id, token), on_final=finish,
+                          on_progress=lambda p: report(engine, job_id, token, p),
+                          should_stop=lambda: stop.is_set() or cancels.requested(job_id))
+
+    statuses = execute_pack(engine, [member(j, t, r) for (j, t), r in zip(members, run_ids)],
+                            device=os.environ.get(WORKER_DEVICE_ENV) or None)
+    cancels.close()
+    left = False
+    for (job_id, token), status in zip(members, statuses):
+        if status != Status.RUNNING.value:
+            continue
+        if cancels.requested(job_id, fresh=True):  # it checkpointed and left the pack: end it CANCELLED
+            jobs.transact(engine, lambda s, j=job_id, t=token: jobs.finish(s, job_id=j, token=t,
+                                                                       status=Status.CANCELLED))
+        else:
+            left = True
+    return Status.RUNNING.value if left else Status.SUCCEEDED.value
+
+
+class CancelWatch:
+    """Which of a pack's jobs have a cancel request, read from the database about once a second
+    by a thread (so a member's ``should_stop``, asked every step, reads memory)."""
+
+    def __init__(self, engine, job_ids: list[int], every: float = 1.0) -> None:
+        self.engine, self.job_ids, self.every = engine, list(job_ids), every
+        self.flagged: set[int] = set()
+        self.stopped = threading.Event()
+        threading.Thread(target=self._poll, name="cancel-watch", daemon=True).start()
+
+    def requested(self, job_id: int, *, fresh: bool = False) -> bool:
+        if fresh:
+            self._read()
+        return job_id in self.flagged
+
+    def close(self) -> None:
+        self.stopped.set()
+
+    def _poll(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                self._read()
+            except Exception:  # noqa: BLE001 - a failed read changes nothing; the next one may succeed
+                pass
+
+    def _read(self) -> None:
+        from sqlalchemy import select
+
+        from core.db.models import Job
+        from core.db.session import session_scope
+
+        with session_scope(self.engine, readonly=True) as session:
+            query = select(Job.id).where(Job.id.in_(self.job_ids), Job.cancel_requested.is_(True))
+            self.flagged |= set(session.scalars(query))
+
+
 def main(argv: list[str] | None = None) -> int:
-    job_id, token = (int(arg) for arg in (argv if argv is not None else sys.argv[1:]))
+    numbers = [int(arg) for arg in (argv if argv is not None else sys.argv[1:])]
+    if not numbers or len(numbers) % 2:
+        raise SystemExit("usage: python -m worker.child JOB_ID TOKEN [JOB_ID TOKEN ...]")
+    members = list(zip(numbers[::2], numbers[1::2]))
     die_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -123,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     engine = make_engine(Settings().database_url)
     try:
-        status = run_job(engine, job_id, token, stop)
+        status = run_job(engine, *members[0], stop) if len(members) == 1 else run_pack(engine, members, stop)
     except jobs.LeaseLost:
         return EXIT_LEASE_LOST
     except Exception as exc:  # noqa: BLE001 - any other error is the job's own, unless the database failed

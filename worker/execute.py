@@ -56,6 +56,7 @@ from core.db import crud, jobs
 from core.db.models import Status
 from core.db.session import session_scope
 from core.names import JOB_INTERVENE, JOB_SWEEP, JOB_TRAIN
+from core.packing import choose_pack_size
 from core.settings import Settings
 from core.specs.errors import SpecError
 from core.specs.run import RunSpec
@@ -96,31 +97,79 @@ def run_claimed(claim: jobs.Claim, *, engine: Engine, settings: Settings,
              claim.job_id, claim.kind, claim.attempt, claim.token, claim.run_id, claim.from_step)
     if claim.kind == JOB_SWEEP:
         return _expand_sweep(engine, claim, settings)
-    refusal, total = _check(engine, claim)
+    refusal, spec = _check(engine, claim)
     if refusal is not None:
         return _finish(engine, claim, Status.FAILED, refusal)
-    if claim.kind == JOB_TRAIN and claim.from_step >= total:  # trained to the end, never recorded so
+    if claim.kind == JOB_TRAIN and claim.from_step >= spec.train.steps:  # trained to the end, never recorded so
         return _complete(engine, claim)
-    return _supervise(engine, claim, settings, should_stop or (lambda: False))
+    if claim.kind != JOB_TRAIN:
+        return _supervise(engine, [claim], settings, should_stop or (lambda: False))[0]
+    return run_claims([claim, *_companions(engine, claim, spec, settings)], engine=engine, settings=settings,
+                      should_stop=should_stop)[0]
 
 
-def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, int]:
-    """(why the job cannot run, or None; the run's total steps), read before anything starts."""
+def run_claims(claims: list[jobs.Claim], *, engine: Engine, settings: Settings,
+               should_stop: ShouldStop | None = None) -> list[str]:
+    """Run train jobs this process has claimed as one pack (one child); return each one's status.
+
+    Each is checked first as a lone job is: an invalid spec ends FAILED, a run already trained to
+    its end is only recorded; the rest train together. ``run_claimed`` calls it with a job and its
+    companions, and ``circuitboard train`` with the members of its seed set.
+    """
+    statuses: dict[int, str] = {}
+    live = []
+    for claim in claims:
+        refusal, spec = _check(engine, claim)
+        if refusal is not None:
+            statuses[claim.job_id] = _finish(engine, claim, Status.FAILED, refusal)
+        elif claim.from_step >= spec.train.steps:
+            statuses[claim.job_id] = _complete(engine, claim)
+        else:
+            live.append(claim)
+    if live:
+        ended = _supervise(engine, live, settings, should_stop or (lambda: False))
+        statuses.update(zip((claim.job_id for claim in live), ended))
+    return [statuses[claim.job_id] for claim in claims]
+
+
+def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, RunSpec | None]:
+    """(why the job cannot run, or None; the run's spec), read before anything starts."""
     if claim.kind not in (JOB_TRAIN, JOB_INTERVENE):
-        return f"unsupported job kind {claim.kind!r}", 0
+        return f"unsupported job kind {claim.kind!r}", None
     with session_scope(engine, readonly=True) as session:
         run = crud.get_run(session, run_id=claim.run_id) if claim.run_id is not None else None
         if run is None:
-            return f"run {claim.run_id} does not exist", 0
+            return f"run {claim.run_id} does not exist", None
         flat = dict(run.spec or {})
         payload = dict(jobs.get_job(session, job_id=claim.job_id).payload or {})
     try:
         spec = RunSpec.from_flat(flat)
     except SpecError as exc:
-        return f"invalid spec: {exc}", 0
+        return f"invalid spec: {exc}", None
     if claim.kind == JOB_INTERVENE and not isinstance(payload.get("spec"), dict):
-        return "invalid intervention: the job carries no spec", 0
-    return None, spec.train.steps
+        return "invalid intervention: the job carries no spec", None
+    return None, spec
+
+
+def _companions(engine: Engine, lead: jobs.Claim, spec: RunSpec, settings: Settings) -> list[jobs.Claim]:
+    """Claim the queued train jobs that train in one pack with ``lead`` (none when its pack size is 1).
+
+    The pack size is the lead's submitted ``pack_size``, else the worker's setting, else the cost
+    model of ``core.packing.choose_pack_size``.
+    """
+    with session_scope(engine, readonly=True) as session:
+        requested = (jobs.get_job(session, job_id=lead.job_id).payload or {}).get("pack_size")
+    device = spec.train.device or os.environ.get(child.WORKER_DEVICE_ENV) or "cpu"
+    sized = spec.model_copy(update={"train": spec.train.model_copy(update={"device": device})})
+    size = choose_pack_size(sized, requested=requested, setting=settings.pack_size)
+    if size <= 1:
+        return []
+    with session_scope(engine) as session:
+        members = jobs.claim_companions(session, lead=lead, worker_id=lead.worker_id,
+                                        lease_seconds=settings.lease_seconds, limit=size - 1)
+    if members:
+        log.info("job %s: packed with jobs %s", lead.job_id, ", ".join(str(m.job_id) for m in members))
+    return members
 
 
 def _expand_sweep(engine: Engine, claim: jobs.Claim, settings: Settings) -> str:
@@ -129,8 +178,8 @@ def _expand_sweep(engine: Engine, claim: jobs.Claim, settings: Settings) -> str:
 
     def expand(session) -> list[int]:
         jobs.fence(claim.job_id, claim.token)(session)
-        sweep_id = (jobs.get_job(session, job_id=claim.job_id).payload or {}).get("sweep_id")
-        return expand_sweep(session, sweep_id=sweep_id)
+        payload = jobs.get_job(session, job_id=claim.job_id).payload or {}
+        return expand_sweep(session, sweep_id=payload.get("sweep_id"), pack_size=payload.get("pack_size"))
 
     try:
         job_ids = jobs.transact(engine, expand)
@@ -145,32 +194,41 @@ def _expand_sweep(engine: Engine, claim: jobs.Claim, settings: Settings) -> str:
     return _finish(engine, claim, Status.SUCCEEDED)
 
 
-def _supervise(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: ShouldStop) -> str:
-    """Start the child, keep the lease while it runs, and turn its ending into the job's status."""
+def _supervise(engine: Engine, claims: list[jobs.Claim], settings: Settings, should_stop: ShouldStop) -> list[str]:
+    """Start the child for ``claims`` (one job, or the members of a pack), keep their leases while it
+    runs, and turn its ending into each job's status (in the order of ``claims``).
+
+    A pack's child ends each member itself as the member ends (succeeded, failed alone, cancelled
+    alone); what is left when it exits is decided here from how it exited, member by member.
+    """
+    ids = [str(part) for claim in claims for part in (claim.job_id, claim.token)]
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.child", str(claim.job_id), str(claim.token)],
+        proc = subprocess.Popen([sys.executable, "-m", "worker.child", *ids],
                                 env=_child_env(engine), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=stderr, process_group=0)
         try:
-            code, intent = _watch(engine, claim, settings, should_stop, proc)
+            code, intent = _watch(engine, claims, settings, should_stop, proc)
         finally:
             _kill_group(proc, signal.SIGKILL)  # whatever happened, nothing of it is left behind
             proc.wait()
-        if code is None:  # not ours any more: ended by its own child just now, or lost
-            return _ended(engine, claim) or LOST
         stderr.seek(0)
         tail = stderr.read()[-2000:].decode(errors="replace").strip()
-    return _outcome(engine, claim, settings, code, intent, tail)
+    if code is None:  # a lease was lost: write nothing more for it; hand back the members still ours
+        return [_ended(engine, claim) or (LOST if len(claims) == 1 else
+                                          _release(engine, claim, "its pack lost a member's lease", lost=True))
+                for claim in claims]
+    return [_ended(engine, claim) or _outcome(engine, claim, settings, code, intent, tail) for claim in claims]
 
 
-def _watch(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: ShouldStop,
+def _watch(engine: Engine, claims: list[jobs.Claim], settings: Settings, should_stop: ShouldStop,
            proc: subprocess.Popen) -> tuple[int | None, str | None]:
-    """Supervise until the child exits: (its exit code, or None when the lease was lost; why we stopped it)."""
+    """Supervise until the child exits: (its exit code, or None when a lease was lost; why we stopped it)."""
     intent: str | None = None  # "cancel", "release" or "stall" once we have asked the child to stop
     kill_at: float | None = None
     renewed = time.monotonic()
     next_beat = renewed + settings.heartbeat_seconds
     next_cancel_check = renewed + CANCEL_CHECK_SECONDS
+    first = claims[0].job_id
     while True:
         try:
             return proc.wait(timeout=POLL_SECONDS), intent
@@ -178,24 +236,24 @@ def _watch(engine: Engine, claim: jobs.Claim, settings: Settings, should_stop: S
             pass
         now = time.monotonic()
         if now >= next_beat:
-            owned = _heartbeat(engine, claim, settings)
+            owned = _heartbeat(engine, claims, settings)
             if owned is False or (owned is None and now - renewed >= settings.lease_seconds):
-                log.warning("job %s: lease lost; stopping its process, writing nothing more", claim.job_id)
+                log.warning("job %s: lease lost; stopping its process, writing nothing more", first)
                 return None, intent
             renewed = now if owned else renewed
             next_beat = now + settings.heartbeat_seconds
         if intent is None and should_stop():
             intent = "release"
         if intent is None and now >= next_cancel_check:
-            cancel, silent = _look(engine, claim)
+            cancel, silent = _look(engine, claims)
             if cancel:
                 intent = "cancel"
             elif settings.stall_seconds and silent is not None and silent >= settings.stall_seconds:
-                log.warning("job %s: no progress for %.0f s; killing its process", claim.job_id, silent)
+                log.warning("job %s: no progress for %.0f s; killing its process", first, silent)
                 intent, kill_at = "stall", now  # a hung or stopped process would not checkpoint: SIGKILL now
             next_cancel_check = now + CANCEL_CHECK_SECONDS
         if intent is not None and kill_at is None:
-            log.info("job %s: stopping its process (%s)", claim.job_id, intent)
+            log.info("job %s: stopping its process (%s)", first, intent)
             _kill_group(proc, signal.SIGTERM)
             kill_at = now + settings.stop_grace_seconds
         if kill_at is not None and now >= kill_at:
@@ -236,25 +294,33 @@ def _outcome(engine: Engine, claim: jobs.Claim, settings: Settings, code: int, i
 # ---------------------------------------------------------------- database writes, all fenced
 
 
-def _heartbeat(engine: Engine, claim: jobs.Claim, settings: Settings) -> bool | None:
-    """Renew the lease: True, False when lost, None when the database could not be reached."""
+def _heartbeat(engine: Engine, claims: list[jobs.Claim], settings: Settings) -> bool | None:
+    """Renew every member's lease in one transaction: True, False when one was lost (neither ours
+    nor ended by us), None when the database could not be reached."""
+    def beat(session) -> bool:
+        return all(jobs.heartbeat(session, job_id=c.job_id, token=c.token, lease_seconds=settings.lease_seconds)
+                   or jobs.ended_by(session, job_id=c.job_id, token=c.token) is not None for c in claims)
+
     try:
         with session_scope(engine) as session:
-            return jobs.heartbeat(session, job_id=claim.job_id, token=claim.token,
-                                  lease_seconds=settings.lease_seconds)
+            return beat(session)
     except SQLAlchemyError as exc:
-        log.warning("job %s: heartbeat failed: %s", claim.job_id, jobs.describe(exc))
+        log.warning("job %s: heartbeat failed: %s", claims[0].job_id, jobs.describe(exc))
         return None
 
 
-def _look(engine: Engine, claim: jobs.Claim) -> tuple[bool, float | None]:
-    """(whether a cancel was requested, seconds the job has reported no progress); (False, None) on a failed read."""
+def _look(engine: Engine, claims: list[jobs.Claim]) -> tuple[bool, float | None]:
+    """(whether every member still running was asked to cancel, the least time any of them has
+    reported no progress); (False, None) on a failed read. A pack's child stops a member cancelled
+    alone by itself; the whole process is only stopped once all of them are."""
     try:
         with session_scope(engine, readonly=True) as session:
-            job = jobs.get_job(session, job_id=claim.job_id)
-            if job is None:
+            running = [job for job in (jobs.get_job(session, job_id=c.job_id) for c in claims)
+                       if job is not None and job.status == Status.RUNNING.value]
+            if not running:
                 return False, None
-            return job.cancel_requested, jobs.seconds_without_progress(job)
+            silences = [s for s in (jobs.seconds_without_progress(job) for job in running) if s is not None]
+            return all(job.cancel_requested for job in running), min(silences) if silences else None
     except SQLAlchemyError:
         return False, None
 

@@ -1,6 +1,9 @@
 """``circuitboard sweep``: queue a grid of runs, a preset crossed with up to two numeric axes and seeds.
 
-    circuitboard sweep --preset P --axis d_model=32,64 [--axis max_len=4,8] [--seeds 0,1] [--set key=value ...]
+    circuitboard sweep --preset P --axis d_model=32,64 [--axis max_len=4,8] [--seeds 0-3] [--set key=value ...] [--pack-size N]
+
+A worker trains the cells of one model shape (and batch size and device) together, in packs of
+``--pack-size`` runs (docs/packed.md, "Jobs run packs").
 """
 
 import re
@@ -15,24 +18,23 @@ def register(add) -> None:
     p = add("sweep", cmd_sweep, "queue a grid of runs: a preset crossed with up to two numeric axes and seeds")
     p.add_argument("--preset", required=True, help="e.g. fast-parity")
     p.add_argument("--axis", action="append", metavar="KEY=V1,V2", help="a numeric spec key and its values (at most 2)")
-    p.add_argument("--seeds", metavar="S1,S2", help="seeds, crossed with the axes")
+    p.add_argument("--seeds", metavar="0-7", help="seeds, crossed with the axes: e.g. 0-99 or 0,3,5")
+    p.add_argument("--pack-size", type=int, help="runs a worker trains together in one pack (default: its choice)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base spec key (repeatable)")
     p.add_argument("--name", help="a name for the sweep")
 
 
 def cmd_sweep(args) -> int:
+    from core.packing import check_pack_size, parse_seeds
     from core.specs.sweep import SweepSpec
 
     try:
         axes = dict(parse_axis(item) for item in args.axis or [])
-        seeds = None
-        if args.seeds is not None:
-            try:
-                seeds = [int(seed) for seed in args.seeds.split(",")]
-            except ValueError:
-                raise SpecError([("seeds", f"must be integers separated by commas (got {args.seeds!r})")]) from None
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+        if args.pack_size is not None:
+            check_pack_size(args.pack_size, field="pack-size")
         spec = SweepSpec.parse({"preset": args.preset, "overrides": parse_set(args.set or []),
-                                "axes": axes, "seeds": seeds})
+                                "axes": axes, "seeds": seeds, "pack_size": args.pack_size})
     except SpecError as exc:
         return bad_input("sweep", exc)
     from core.db.session import session_scope

@@ -77,6 +77,7 @@ class Claim:
     run_id: int | None
     queue: str
     from_step: int = 0  # a train job resumes after this step (its newest resume checkpoint)
+    worker_id: str = ""  # who claimed it (a pack's companions are claimed under the same id)
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,25 @@ class Reaped:
 # ---------------------------------------------------------------- submit and read
 
 
-def submit_train_job(session: Session, *, run_id: int, queue: str | None = None, max_attempts: int = 3) -> Job:
-    """Queue a train job for run ``run_id``; ``queue`` defaults to the one its spec's device needs."""
+def submit_train_job(session: Session, *, run_id: int, queue: str | None = None, max_attempts: int = 3,
+                     pack_key: str | None = None, pack_size: int | None = None) -> Job:
+    """Queue a train job for run ``run_id``; ``queue`` defaults to the one its spec's device needs.
+
+    ``pack_key`` (``core.packing.pack_key`` of the run's spec) lets a worker train the job in one
+    pack with other QUEUED train jobs of the same key (`claim_companions`); ``pack_size`` is the
+    submitter's choice of members per pack (None: the worker's; 1: never packed).
+    """
     run = session.get(Run, run_id)
     if run is None:
         raise LookupError(f"no run {run_id}")
+    payload: dict[str, Any] = {"history": []}
+    if pack_key is not None:
+        payload["pack_key"] = pack_key
+    if pack_size is not None:
+        payload["pack_size"] = int(pack_size)
     job = Job(kind=JobKind.TRAIN.value, run_id=run_id, status=Status.QUEUED.value,
               queue=queue or queue_for_device((run.spec or {}).get("device")), max_attempts=max_attempts,
-              payload={"history": []}, progress={"step": run.step, "total": run.total_steps})
+              payload=payload, progress={"step": run.step, "total": run.total_steps})
     session.add(job)
     run.status = Status.QUEUED.value
     session.flush()
@@ -119,10 +131,14 @@ def submit_intervention_job(session: Session, *, run_id: int, spec: dict[str, An
     return job
 
 
-def submit_sweep_job(session: Session, *, sweep_id: int, max_attempts: int = 3) -> Job:
-    """Queue the job that expands sweep ``sweep_id`` into its train jobs (cheap: always the cpu queue)."""
+def submit_sweep_job(session: Session, *, sweep_id: int, max_attempts: int = 3, pack_size: int | None = None) -> Job:
+    """Queue the job that expands sweep ``sweep_id`` into its train jobs (cheap: always the cpu queue);
+    ``pack_size`` goes to every cell's train job."""
+    payload: dict[str, Any] = {"sweep_id": int(sweep_id), "history": []}
+    if pack_size is not None:
+        payload["pack_size"] = int(pack_size)
     job = Job(kind=JobKind.SWEEP.value, run_id=None, status=Status.QUEUED.value, queue=QUEUE_CPU,
-              max_attempts=max_attempts, payload={"sweep_id": int(sweep_id), "history": []}, progress={})
+              max_attempts=max_attempts, payload=payload, progress={})
     session.add(job)
     session.flush()
     return job
@@ -193,6 +209,40 @@ def claim_next(session: Session, *, queues: Sequence[str], worker_id: str, lease
     return None if job is None else _take(session, job, worker_id, lease_seconds, now or utcnow())
 
 
+PACK_SCAN_ROWS = 2000  # queued train jobs a pack's claim looks through for companions
+
+
+def claim_companions(session: Session, *, lead: Claim, worker_id: str, lease_seconds: float, limit: int,
+                     now: datetime | None = None) -> list[Claim]:
+    """Claim up to ``limit`` more QUEUED train jobs that can share ``lead``'s pack, oldest first.
+
+    A companion is a train job on the lead's queue whose ``payload["pack_key"]`` equals the lead's
+    and whose submitter did not ask for ``pack_size`` 1. Each is claimed as `claim` claims a job
+    (its own attempt, fencing token and lease), so every member of a pack is an ordinary job: it
+    is cancelled, reaped, resumed and retried on its own. Rows another claimer holds are skipped.
+    """
+    lead_job = session.get(Job, lead.job_id)
+    key = (lead_job.payload or {}).get("pack_key") if lead_job is not None else None
+    if key is None or limit < 1:
+        return []
+    query = (select(Job.id, Job.payload).where(Job.status == Status.QUEUED.value, Job.kind == JobKind.TRAIN.value,
+                                               Job.queue == lead.queue, Job.id != lead.job_id)
+             .order_by(Job.created_at, Job.id).limit(PACK_SCAN_ROWS))
+    ids = [job_id for job_id, payload in session.execute(query)
+           if (payload or {}).get("pack_key") == key and (payload or {}).get("pack_size") != 1][:limit]
+    if not ids:
+        return []
+    locked = select(Job).where(Job.id.in_(ids), Job.status == Status.QUEUED.value).order_by(Job.created_at, Job.id)
+    now = now or utcnow()
+    claims = [_take(session, job, worker_id, lease_seconds, now)
+              for job in session.scalars(_locked(locked, skip_locked=True)).all()]
+    for member in claims:
+        _log(session.get(Job, member.job_id), now, "packed", lead_job=lead.job_id)
+    _log(lead_job, now, "packed", members=[lead.job_id, *(c.job_id for c in claims)])
+    session.flush()
+    return claims
+
+
 def _take(session: Session, job: Job, worker_id: str, lease_seconds: float, now: datetime) -> Claim:
     job.status = Status.RUNNING.value
     job.attempt += 1
@@ -213,7 +263,7 @@ def _take(session: Session, job: Job, worker_id: str, lease_seconds: float, now:
     _log(job, now, "claimed", worker=worker_id, from_step=from_step)
     session.flush()
     return Claim(job_id=job.id, token=job.fencing_token, attempt=job.attempt, kind=job.kind,
-                 run_id=job.run_id, queue=job.queue, from_step=from_step)
+                 run_id=job.run_id, queue=job.queue, from_step=from_step, worker_id=worker_id)
 
 
 def _resume_step(session: Session, run: Run) -> int:

@@ -50,6 +50,7 @@ from core.ml.train import (
     lr_at, make_optimizer, qk_scale_at, resolve_device, select_trainable, record_step,
 )
 from core.names import metric_key
+from core.packing import pack_key
 from core.problems import Dataset, build_dataset, supervised_mask
 
 class PackError(ValueError):
@@ -65,11 +66,6 @@ class PackCallbacks(Callbacks):
 # ----------------------------------------------------------------------------------- compatibility
 
 PACK_FIELDS = ("batch_size", "device")  # TrainSpec fields every member of a pack shares
-
-
-def pack_key(spec) -> tuple:
-    """Runs with equal keys can share a pack: (model shape, batch size, device)."""
-    return shape_key(ModelConfig.from_spec(spec)), spec.train.batch_size, spec.train.device
 
 
 def group_packs(specs, size: int) -> list[list[int]]:

@@ -5,6 +5,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.packing import MAX_SEEDS, check_pack_size
 from core.presets import get_preset
 from core.specs.errors import MESSAGES, SpecError
 from core.specs.run import FLAT_FIELDS, SEED_MAX, RunSpec, check_keys, unknown_key
@@ -13,7 +14,7 @@ from core.specs.run import FLAT_FIELDS, SEED_MAX, RunSpec, check_keys, unknown_k
 
 MAX_SWEEP_AXES = 2  # numeric spec keys a sweep varies (seeds come on top)
 MAX_AXIS_VALUES = 64
-MAX_SWEEP_CELLS = 256
+MAX_SWEEP_CELLS = 2048  # the paper's scaling grid is 28 x 60 = 1,680 cells
 
 
 class SweepSpec(BaseModel):
@@ -34,6 +35,7 @@ class SweepSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)  # flat keys over the preset
     axes: dict[str, list[float | int]] = Field(default_factory=dict)  # key -> values, in grid order
     seeds: list[int] | None = None
+    pack_size: int | None = None  # members per pack; None: the worker's choice (core/packing.py)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> "SweepSpec":
@@ -42,6 +44,8 @@ class SweepSpec(BaseModel):
             sweep = cls.model_validate(data)
         except ValidationError as exc:
             raise SpecError(_render_sweep(error) for error in exc.errors()) from None
+        if sweep.pack_size is not None:
+            check_pack_size(sweep.pack_size)
         sweep.runs()  # raises SpecError naming the axis and the cell
         return sweep
 
@@ -120,6 +124,8 @@ class SweepSpec(BaseModel):
         if self.seeds is not None:
             if not self.seeds:
                 errors.append(("seeds", "needs at least one seed"))
+            elif len(self.seeds) > MAX_SEEDS:
+                errors.append(("seeds", f"at most {MAX_SEEDS} seeds in one set (got {len(self.seeds)})"))
             elif len(set(self.seeds)) != len(self.seeds):
                 errors.append(("seeds", f"seeds repeat (got {self.seeds})"))
             elif any(not 0 <= seed <= SEED_MAX for seed in self.seeds):

@@ -128,7 +128,10 @@ def test_sweep_queues_the_grid_as_one_sweep_job(db):
     (["--axis", "d_model=32,x"], "circuitboard sweep: axes.d_model: values must be numbers (got 'x')"),
     (["--axis", "d_model"], "circuitboard sweep: axes.d_model: expected KEY=V1,V2,... (got 'd_model')"),
     (["--axis", "problem=1,2"], "circuitboard sweep: axes.problem: not a numeric key"),
-    (["--axis", "d_model=32", "--seeds", "a,b"], "circuitboard sweep: seeds: must be integers"),
+    (["--axis", "d_model=32", "--seeds", "a,b"], "circuitboard sweep: seeds: expected seeds such as 0-99"),
+    (["--seeds", "5-2"], "circuitboard sweep: seeds: the range 5-2 runs backwards"),
+    (["--seeds", "0-9999"], "circuitboard sweep: seeds: at most 1000 seeds"),
+    (["--seeds", "0-3", "--pack-size", "0"], "circuitboard sweep: pack-size: must be between 1 and 512 (got 0)"),
 ])
 def test_a_bad_sweep_exits_2_naming_the_axis_and_writes_nothing(db, args, line):
     url, path = db

@@ -75,8 +75,12 @@ def test_init_from_needs_a_checkpoint_at_that_step(app_client, csrf, trained_run
     missing = post_run(app_client, csrf, tags=[unique_tag], overrides={**TINY, "init_from": f"{trained_run}@7"})
     assert missing.status_code == 422
     assert "no checkpoint at step 7" in missing.json()["detail"][0]["msg"]
+    unfit = post_run(app_client, csrf, tags=[unique_tag], overrides={**TINY, "init_from": f"{trained_run}@10"})
+    assert unfit.status_code == 422  # fast-parity has 4 heads; the parent (FAST) has 1
+    assert unfit.json()["detail"][0]["field"] == "init_from"
+    assert "do not fit this model (n_heads 4 against 1)" in unfit.json()["detail"][0]["msg"]
     child = post_run(app_client, csrf, tags=[unique_tag],
-                     overrides={**TINY, "init_from": f"{trained_run}@10", "trainable": "mlp2"})
+                     overrides={**TINY, "n_heads": 1, "init_from": f"{trained_run}@10", "trainable": "mlp2"})
     assert child.status_code == 201, child.text
     lineage = app_client.get(f"/api/runs/{child.json()['id']}").json()["lineage"]
     assert lineage["parent"]["id"] == trained_run and lineage["parent"]["step"] == 10

@@ -47,6 +47,7 @@ def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, pres
     if key is not None:
         earlier = session.scalars(select(Run).where(Run.idempotency_key == key)).first()
         if earlier is not None:
+            check_same_request(earlier, key=key, spec=spec, name=name)
             job = jobs.latest_train_job(session, run_id=earlier.id)
             return Queued(run_id=earlier.id, job_id=job.id if job else 0, created=False)
     parent = spec.train.init_source
@@ -57,6 +58,24 @@ def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, pres
     run.sweep_cell = dict(sweep_cell) if sweep_cell is not None else None
     job = jobs.submit_train_job(session, run_id=run.id, pack_key=pack_key(spec), pack_size=pack_size)
     return Queued(run_id=run.id, job_id=job.id, created=True)
+
+
+class KeyReused(ValueError):
+    """A submit key already made a run from another request (the API answers 409)."""
+
+
+def check_same_request(earlier: Run, *, key: str, spec: RunSpec, name: str | None) -> None:
+    """A key names one request: sent again with another spec or name, it is refused (as payment
+    APIs refuse an idempotency key reused with other parameters), never silently answered with the
+    earlier run."""
+    flat = spec.to_flat()
+    differ = [f"{field} {earlier.spec.get(field)!r} against {flat.get(field)!r}"
+              for field in sorted(set(flat) | set(earlier.spec or {})) if (earlier.spec or {}).get(field) != flat.get(field)]
+    if name is not None and name != earlier.name:
+        differ.append(f"name {earlier.name!r} against {name!r}")
+    if differ:
+        raise KeyReused(f"idempotency_key {key!r} already made run {earlier.id} from another request "
+                        f"({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''}); use a new key for a new run")
 
 
 def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | None = None) -> None:

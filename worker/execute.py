@@ -60,7 +60,7 @@ from core.packing import choose_pack_size
 from core.settings import Settings
 from core.specs.errors import SpecError
 from core.specs.run import RunSpec
-from core.submit import dispatch
+from core.submit import KeyReused, dispatch
 from core.summary import summarize
 from worker import child
 
@@ -185,7 +185,7 @@ def _expand_sweep(engine: Engine, claim: jobs.Claim, settings: Settings) -> str:
         job_ids = jobs.transact(engine, expand)
     except jobs.LeaseLost:
         return LOST
-    except (SweepError, SpecError) as exc:
+    except (SweepError, SpecError, KeyReused) as exc:
         return _finish(engine, claim, Status.FAILED, f"invalid sweep: {exc}")
     try:
         dispatch(settings, job_ids)

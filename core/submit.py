@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import crud, jobs
-from core.db.models import Run
+from core.db.models import Run, Status
 from core.packing import pack_key, shape_difference
 from core.settings import Settings
 from core.specs.errors import SpecError
@@ -79,8 +79,10 @@ def check_same_request(earlier: Run, *, key: str, spec: RunSpec, name: str | Non
 
 
 def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | None = None) -> None:
-    """``init_from`` ("RUN@STEP") must name a run and a step at which it has a checkpoint, and (given
-    the new run's ``spec``) a run whose weights have the new run's shape. SpecError names ``init_from``."""
+    """``init_from`` ("RUN@STEP") must name a run and a step at which it has a checkpoint (or, for a
+    run still queued or training, a step at which it will record weights: the new run's job then
+    waits for them), and (given the new run's ``spec``) a run whose weights have the new run's
+    shape. SpecError names ``init_from``."""
     if not init_from:
         return
     run_id, step = parse_init_from(init_from)
@@ -88,7 +90,7 @@ def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | 
     if parent is None:
         raise SpecError([("init_from", f"there is no run {run_id} (got {init_from!r})")])
     steps = crud.checkpoint_steps(session, run_id=run_id)
-    if step not in steps:
+    if step not in steps and not (parent.status in LIVE and will_record_weights(parent, step)):
         shown = ", ".join(str(s) for s in steps[-12:]) or "none yet"
         raise SpecError([("init_from", f"run {run_id} has no checkpoint at step {step}; its checkpoint steps: {shown}")])
     if spec is not None:
@@ -98,6 +100,17 @@ def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | 
             differ = None  # a parent whose spec no longer parses: loading its weights will tell
         if differ:
             raise SpecError([("init_from", f"run {run_id}'s weights do not fit this model ({differ})")])
+
+
+LIVE = (Status.QUEUED.value, Status.RUNNING.value)
+
+
+def will_record_weights(run: Run, step: int) -> bool:
+    """Whether ``run``, once trained that far, has a weights checkpoint at ``step`` (kept at its
+    snapshot steps and its last step)."""
+    spec = run.spec or {}
+    steps, every = int(spec.get("steps") or 0), int(spec.get("snapshot_every") or 0)
+    return 0 <= step <= steps and (step == steps or (every > 0 and step % every == 0))
 
 
 def dispatch(settings: Settings, job_ids: Sequence[int]) -> None:

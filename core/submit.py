@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import crud, jobs
-from core.db.models import Run
+from core.db.models import Run, Status
 from core.packing import pack_key, shape_difference
 from core.settings import Settings
 from core.specs.errors import SpecError
@@ -47,6 +47,7 @@ def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, pres
     if key is not None:
         earlier = session.scalars(select(Run).where(Run.idempotency_key == key)).first()
         if earlier is not None:
+            check_same_request(earlier, key=key, spec=spec, name=name)
             job = jobs.latest_train_job(session, run_id=earlier.id)
             return Queued(run_id=earlier.id, job_id=job.id if job else 0, created=False)
     parent = spec.train.init_source
@@ -59,9 +60,29 @@ def submit_run(session: Session, *, spec: RunSpec, name: str | None = None, pres
     return Queued(run_id=run.id, job_id=job.id, created=True)
 
 
+class KeyReused(ValueError):
+    """A submit key already made a run from another request (the API answers 409)."""
+
+
+def check_same_request(earlier: Run, *, key: str, spec: RunSpec, name: str | None) -> None:
+    """A key names one request: sent again with another spec or name, it is refused (as payment
+    APIs refuse an idempotency key reused with other parameters), never silently answered with the
+    earlier run."""
+    flat = spec.to_flat()
+    differ = [f"{field} {earlier.spec.get(field)!r} against {flat.get(field)!r}"
+              for field in sorted(set(flat) | set(earlier.spec or {})) if (earlier.spec or {}).get(field) != flat.get(field)]
+    if name is not None and name != earlier.name:
+        differ.append(f"name {earlier.name!r} against {name!r}")
+    if differ:
+        raise KeyReused(f"idempotency_key {key!r} already made run {earlier.id} from another request "
+                        f"({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''}); use a new key for a new run")
+
+
 def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | None = None) -> None:
-    """``init_from`` ("RUN@STEP") must name a run and a step at which it has a checkpoint, and (given
-    the new run's ``spec``) a run whose weights have the new run's shape. SpecError names ``init_from``."""
+    """``init_from`` ("RUN@STEP") must name a run and a step at which it has a checkpoint (or, for a
+    run still queued or training, a step at which it will record weights: the new run's job then
+    waits for them), and (given the new run's ``spec``) a run whose weights have the new run's
+    shape. SpecError names ``init_from``."""
     if not init_from:
         return
     run_id, step = parse_init_from(init_from)
@@ -69,7 +90,7 @@ def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | 
     if parent is None:
         raise SpecError([("init_from", f"there is no run {run_id} (got {init_from!r})")])
     steps = crud.checkpoint_steps(session, run_id=run_id)
-    if step not in steps:
+    if step not in steps and not (parent.status in LIVE and will_record_weights(parent, step)):
         shown = ", ".join(str(s) for s in steps[-12:]) or "none yet"
         raise SpecError([("init_from", f"run {run_id} has no checkpoint at step {step}; its checkpoint steps: {shown}")])
     if spec is not None:
@@ -79,6 +100,17 @@ def check_init_from(session: Session, init_from: str | None, *, spec: RunSpec | 
             differ = None  # a parent whose spec no longer parses: loading its weights will tell
         if differ:
             raise SpecError([("init_from", f"run {run_id}'s weights do not fit this model ({differ})")])
+
+
+LIVE = (Status.QUEUED.value, Status.RUNNING.value)
+
+
+def will_record_weights(run: Run, step: int) -> bool:
+    """Whether ``run``, once trained that far, has a weights checkpoint at ``step`` (kept at its
+    snapshot steps and its last step)."""
+    spec = run.spec or {}
+    steps, every = int(spec.get("steps") or 0), int(spec.get("snapshot_every") or 0)
+    return 0 <= step <= steps and (step == steps or (every > 0 and step % every == 0))
 
 
 def dispatch(settings: Settings, job_ids: Sequence[int]) -> None:

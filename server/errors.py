@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.specs.errors import SpecError
+from core.submit import KeyReused
 
 RETRY_AFTER_S = 5
 BUSY = "the database is busy or unreachable; nothing was changed, try again in a few seconds"
@@ -86,7 +87,15 @@ async def spec_error(_request: Request, exc: SpecError) -> JSONResponse:
                                     for field, message in exc.errors]}, status_code=422)
 
 
+async def key_reused(request: Request, exc: KeyReused) -> Response:
+    """409: the submit key already made a run from another request; the message says which."""
+    if wants_json(request):
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+    return PlainTextResponse(str(exc)[:1].upper() + str(exc)[1:] + ".", status_code=409)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(KeyReused, key_reused)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(SpecError, spec_error)

@@ -99,7 +99,8 @@ def submit(engine: Engine, settings: Settings, request: SubmitRequest, *, preset
         if request.idempotency_key is None:
             raise
         with session_scope(engine) as session:  # a concurrent request with the same key won the race
-            queued = submit_run(session, spec=spec, key=request.idempotency_key)
+            queued = submit_run(session, spec=spec, key=request.idempotency_key,
+                                name=(request.name or "").strip() or None)
         if queued.created:
             raise
     if queued.created:

@@ -60,13 +60,14 @@ from core.packing import choose_pack_size
 from core.settings import Settings
 from core.specs.errors import SpecError
 from core.specs.run import RunSpec
-from core.submit import dispatch
+from core.submit import LIVE, KeyReused, dispatch
 from core.summary import summarize
 from worker import child
 
 log = logging.getLogger(__name__)
 
 DROPPED = "DROPPED"  # a duplicate or stale delivery: nothing was claimed
+DEFERRED = "DEFERRED"  # back in the queue: its init_from parent has not reached the step yet
 LOST = "LOST"  # the lease was lost mid-run: another worker owns the job now
 POLL_SECONDS = 0.2  # how often the supervisor wakes up
 CANCEL_CHECK_SECONDS = 1.0  # how often it looks for a cancel request (and for a stall)
@@ -80,7 +81,8 @@ def execute_job(job_id: int, *, engine: Engine, worker_id: str, settings: Settin
                 should_stop: ShouldStop | None = None) -> str:
     """Claim job ``job_id`` and run it to its end; return the job's status afterwards.
 
-    Returns SUCCEEDED, FAILED, CANCELLED, QUEUED (handed back to the queue), LOST or DROPPED.
+    Returns SUCCEEDED, FAILED, CANCELLED, QUEUED (handed back to the queue), LOST, DROPPED or DEFERRED
+    (back at the end of the queue: its init_from parent has not reached the step; see core/seed_sets.py).
     """
     with session_scope(engine) as session:
         claimed = jobs.claim(session, job_id=job_id, worker_id=worker_id, lease_seconds=settings.lease_seconds)
@@ -120,10 +122,15 @@ def run_claims(claims: list[jobs.Claim], *, engine: Engine, settings: Settings,
     live = []
     for claim in claims:
         refusal, spec = _check(engine, claim)
+        waiting = _waiting_for_parent(engine, claim, spec) if refusal is None else None
         if refusal is not None:
             statuses[claim.job_id] = _finish(engine, claim, Status.FAILED, refusal)
         elif claim.from_step >= spec.train.steps:
             statuses[claim.job_id] = _complete(engine, claim)
+        elif waiting is not None:
+            done = jobs.transact(engine, lambda s, c=claim: jobs.defer(s, job_id=c.job_id, token=c.token, reason=waiting))
+            log.info("job %s: deferred (%s)", claim.job_id, waiting)
+            statuses[claim.job_id] = DEFERRED if done else LOST
         else:
             live.append(claim)
     if live:
@@ -149,6 +156,20 @@ def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, RunSpec | Non
     if claim.kind == JOB_INTERVENE and not isinstance(payload.get("spec"), dict):
         return "invalid intervention: the job carries no spec", None
     return None, spec
+
+
+def _waiting_for_parent(engine: Engine, claim: jobs.Claim, spec: RunSpec) -> str | None:
+    """Why a train job cannot start yet: its ``init_from`` parent is still queued or training and
+    has not recorded weights at the step (None when it can start, or when the parent ended without
+    them: training then fails with the missing checkpoint named)."""
+    if claim.from_step > 0 or not spec.train.init_source:
+        return None
+    parent_id, step = spec.train.init_source
+    with session_scope(engine, readonly=True) as session:
+        parent = crud.get_run(session, run_id=parent_id)
+        if parent is None or parent.status not in LIVE or step in crud.checkpoint_steps(session, run_id=parent_id):
+            return None
+        return f"waiting for run {parent_id} to reach step {step} (now at {parent.step})"
 
 
 def _companions(engine: Engine, lead: jobs.Claim, spec: RunSpec, settings: Settings) -> list[jobs.Claim]:
@@ -185,7 +206,7 @@ def _expand_sweep(engine: Engine, claim: jobs.Claim, settings: Settings) -> str:
         job_ids = jobs.transact(engine, expand)
     except jobs.LeaseLost:
         return LOST
-    except (SweepError, SpecError) as exc:
+    except (SweepError, SpecError, KeyReused) as exc:
         return _finish(engine, claim, Status.FAILED, f"invalid sweep: {exc}")
     try:
         dispatch(settings, job_ids)

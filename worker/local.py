@@ -37,7 +37,7 @@ from core.names import QUEUES, queue_for_device
 from core.settings import Settings, get_settings
 from core.specs.run import check_device
 from worker.child import WORKER_DEVICE_ENV
-from worker.execute import run_claimed
+from worker.execute import DEFERRED, run_claimed
 
 log = logging.getLogger("worker.local")
 
@@ -55,8 +55,8 @@ def serve(engine: Engine, *, settings: Settings, queues: Sequence[str], worker_i
                 next_reap = time.monotonic() + REAP_EVERY_SECONDS
             claim = _claim_next(engine, queues=queues, worker_id=worker_id, settings=settings)
             if claim is not None:
-                run_claimed(claim, engine=engine, settings=settings, should_stop=stop.is_set)
-                continue
+                if run_claimed(claim, engine=engine, settings=settings, should_stop=stop.is_set) != DEFERRED:
+                    continue  # a deferred job waits for its parent: look again after a poll
         except SQLAlchemyError as exc:  # the database is away: wait and try again; leases protect the jobs
             log.warning("database error: %s", str(exc).splitlines()[0])
         except Exception:  # noqa: BLE001 - a worker outlives one job's surprise; the reaper sees to that job

@@ -1,6 +1,8 @@
 """``circuitboard sweep``: queue a grid of runs, a preset crossed with up to two numeric axes and seeds.
 
     circuitboard sweep --preset P --axis d_model=32,64 [--axis max_len=4,8] [--seeds 0-3] [--set key=value ...] [--pack-size N]
+    circuitboard sweep --preset paper-dynamics-cpu                  # a study: several seed sets at once (core/studies.py)
+    circuitboard sweep --finetune-from SWEEP --step N --preset P [--set trainable=mlp2]   # each member from its own parent
 
 A worker trains the cells of one model shape (and batch size and device) together, in packs of
 ``--pack-size`` runs (docs/packed.md, "Jobs run packs").
@@ -22,12 +24,17 @@ def register(add) -> None:
     p.add_argument("--pack-size", type=int, help="runs a worker trains together in one pack (default: its choice)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base spec key (repeatable)")
     p.add_argument("--name", help="a name for the sweep")
+    p.add_argument("--finetune-from", type=int, metavar="SWEEP", help="fine-tune every run of this seed set or grid")
+    p.add_argument("--step", type=int, help="with --finetune-from: the parents' step to start from")
 
 
 def cmd_sweep(args) -> int:
     from core.packing import check_pack_size, parse_seeds
     from core.specs.sweep import SweepSpec
+    from core.studies import STUDIES
 
+    if args.preset in STUDIES or args.finetune_from is not None:
+        return queue_populations(args)
     try:
         axes = dict(parse_axis(item) for item in args.axis or [])
         seeds = parse_seeds(args.seeds) if args.seeds is not None else None
@@ -47,6 +54,43 @@ def cmd_sweep(args) -> int:
     dispatch(get_settings(), [created.job_id])
     print(f"sweep {created.sweep_id}: {len(spec.cells())} cells ({' x '.join(f'{k} {v}' for k, v in spec.stored_axes().items())}); "
           f"job {created.job_id} expands them into runs when a worker takes it")
+    return 0
+
+
+def queue_populations(args) -> int:
+    """A study (``--preset paper-dynamics-cpu``) or a fine-tuned copy of a seed set (``--finetune-from``)."""
+    from core.db.session import session_scope
+    from core.packing import check_pack_size
+    from core.seed_sets import finetune_seed_set
+    from core.studies import STUDIES, launch_study
+    from core.submit import dispatch
+
+    try:
+        if args.pack_size is not None:
+            check_pack_size(args.pack_size, field="pack-size")
+        if args.finetune_from is not None and args.step is None:
+            raise SpecError([("step", "--finetune-from needs --step N: the parents' step to start from")])
+        if args.preset in STUDIES and (args.axis or args.seeds or args.set or args.finetune_from is not None):
+            raise SpecError([("preset", f"{args.preset} is a study with its own arms; it takes no --axis, --seeds, "
+                                        f"--set or --finetune-from")])
+        engine = open_engine(args.db)
+        with session_scope(engine) as session:
+            if args.preset in STUDIES:
+                launched = launch_study(session, args.preset, pack_size=args.pack_size)
+                sweep_ids, job_ids = launched.sweep_ids, launched.job_ids
+            else:
+                tuned = finetune_seed_set(session, parent_sweep_id=args.finetune_from, step=args.step,
+                                          preset=args.preset, overrides=parse_set(args.set or []), name=args.name,
+                                          pack_size=args.pack_size)
+                sweep_ids, job_ids = {args.name or "fine-tuned": tuned.sweep_id}, tuned.job_ids
+    except SpecError as exc:
+        return bad_input("sweep", exc)
+    dispatch(get_settings(), job_ids)
+    grids = {arm.name for arm in STUDIES[args.preset].arms if arm.axes} if args.preset in STUDIES else set()
+    for arm, sweep_id in sweep_ids.items():
+        print(f"sweep {sweep_id}: {arm}  ({'/sweeps' if arm in grids else '/seed-sets'}/{sweep_id})")
+    if len(sweep_ids) > 1:
+        print(f"compare them: /seed-sets/compare?sets={','.join(map(str, sweep_ids.values()))}")
     return 0
 
 

@@ -368,6 +368,22 @@ def release(session: Session, *, job_id: int, token: int, reason: str, lost: boo
     return job.status
 
 
+def defer(session: Session, *, job_id: int, token: int, reason: str) -> str | None:
+    """Give an owned job back to the end of the queue because it cannot start yet (its ``init_from``
+    parent has not reached the step): QUEUED, no attempt used, ``created_at`` set to now so the
+    jobs queued meanwhile are claimed first. None when not owned."""
+    job = _owned(session, job_id, token)
+    if job is None:
+        return None
+    now = utcnow()
+    _log(job, now, "deferred", reason=reason)
+    job.attempt -= 1
+    job.created_at = now
+    _requeue(session, job)
+    session.flush()
+    return job.status
+
+
 def ended_by(session: Session, *, job_id: int, token: int) -> str | None:
     """The final status ``token`` ended the job with; None when it is not final or another token owns it."""
     job = session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).first()

@@ -39,6 +39,7 @@ class SweepIn(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict)
     axes: dict[str, Annotated[list[float | int], Field(max_length=MAX_SWEEP_CELLS)]] = Field(default_factory=dict, max_length=2)
     seeds: list[int] | None = Field(None, max_length=MAX_SWEEP_CELLS)
+    pack_size: int | None = None  # train jobs per pack; None: each worker's choice (docs/packed.md)
 
     def n_cells(self) -> int:
         count = len(self.seeds) if self.seeds else 1

@@ -54,6 +54,18 @@ def test_the_same_idempotency_key_gives_the_same_run(app_client, csrf, unique_ta
     assert count(app_client, unique_tag) == 1
 
 
+def test_a_reused_key_with_another_body_is_409_naming_what_differs(app_client, csrf, unique_tag):
+    first = post_run(app_client, csrf, tags=[unique_tag], idempotency_key=unique_tag)
+    other = post_run(app_client, csrf, tags=[unique_tag], idempotency_key=unique_tag,
+                     overrides={**TINY, "lr": 0.003})
+    assert (first.status_code, other.status_code) == (201, 409)
+    message = other.json()["detail"]
+    assert f"already made run {first.json()['id']}" in message and "lr" in message and "0.003" in message
+    renamed = post_run(app_client, csrf, tags=[unique_tag], idempotency_key=unique_tag, name="another name")
+    assert renamed.status_code == 409 and "name" in renamed.json()["detail"]
+    assert count(app_client, unique_tag) == 1
+
+
 @pytest.mark.parametrize("body, field, message", [
     ({"preset": "fast-parity", "overrides": {"d_model": 65536}}, "d_model", "must be <= 2048"),
     ({"preset": "fast-parity", "overrides": {"d_modle": 64}}, "d_modle", "did you mean 'd_model'"),

@@ -24,6 +24,7 @@ from server.views.schemas import Series, SnapshotView
 FONT = {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 12}
 ATTENTION_SCALE = [[0, "#f7fbff"], [0.15, "#c6dbef"], [0.5, "#4292c6"], [1, "#08306b"]]  # white (0) to dark blue (1)
 OVERLAY = {"eoi_locator": "#dc2626", "iteration": "#f59e0b"}  # marker colours of the expected cells
+LOG_TICKS = {"tickformat": ".2~g"}  # a log axis labels its minor ticks in full (0.5 0.2 0.1, not "5 2 1")
 _LENGTH_KEY = re.compile(r"^(train|test)/seq_acc/L(\d+)$")
 
 
@@ -38,7 +39,7 @@ def escape(text: object) -> str:
 def _layout(title: str, **extra) -> dict:
     layout = {"title": {"text": escape(title), "font": {"size": 14}}, "font": FONT, "height": 300,
               "margin": {"l": 55, "r": 20, "t": 40, "b": 45}, "hovermode": "closest",
-              "legend": {"font": {"size": 11}}}
+              "legend": {"font": {"size": 11}}, "hoverlabel": {"namelength": -1}}  # whole trace names on hover
     layout.update(extra)
     return layout
 
@@ -66,7 +67,7 @@ def loss_figure(series: Mapping[str, Series]) -> dict:
     """Training loss (mean since the last report) against step, on a log axis."""
     data = [_line(series["train/loss"], "train loss", line={"color": "#2563eb"})] if "train/loss" in series else []
     return {"data": data, "layout": _layout("training loss", xaxis={"title": {"text": "step"}},
-                                            yaxis={"type": "log", "title": {"text": "loss"}})}
+                                            yaxis={"type": "log", "title": {"text": "loss"}, **LOG_TICKS})}
 
 
 def accuracy_figure(series: Mapping[str, Series], *, split: str) -> dict:

@@ -84,12 +84,14 @@ def run_page(request: Request, run_id: RunId, access: CurrentAccess,
     state, snapshot = _viewer_state(session, run, step=step, probe=probe, length=length, layer=layer, head=head)
     focus = (figures.attention_figure(snapshot, layer=state["layer"], head=state["head"]) if snapshot else None)
     state["score"] = score
+    stall_seconds = request.app.state.settings.stall_seconds
     page_data = {"api_base": access.url("/api"), "readonly": access.readonly, "state": state,
+                 "stall_seconds": stall_seconds, "stall_note_after_s": views.STALL_NOTE_AFTER_S,
                  "run": {"id": run.id, "status": run.status, "terminal": run.terminal, "snapshot_steps": run.snapshot_steps},
                  "snapshot": snapshot.model_dump(mode="json") if snapshot else None}
     return _page(request, "run.html", access, run=run, figures=figures.run_figures(rows, run.summary, score=score),
                  snapshot=snapshot, focus=focus, state=state, scores=SCORE_NAMES, role_titles=ROLE_TITLES,
-                 page_data=page_data)
+                 page_data=page_data, stall=views.stall_note(run.progress.silent_s, stall_seconds=stall_seconds))
 
 
 def _viewer_state(session: Session, run, *, step, probe, length, layer, head) -> tuple[dict, Any]:

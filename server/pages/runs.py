@@ -87,7 +87,8 @@ def run_page(request: Request, run_id: RunId, access: CurrentAccess,
     stall_seconds = request.app.state.settings.stall_seconds
     page_data = {"api_base": access.url("/api"), "readonly": access.readonly, "state": state,
                  "stall_seconds": stall_seconds, "stall_note_after_s": views.STALL_NOTE_AFTER_S,
-                 "run": {"id": run.id, "status": run.status, "terminal": run.terminal, "snapshot_steps": run.snapshot_steps},
+                 "run": {"id": run.id, "status": run.status, "terminal": run.terminal, "snapshot_steps": run.snapshot_steps,
+                         "verdict": run.summary.get("verdict")},
                  "snapshot": snapshot.model_dump(mode="json") if snapshot else None}
     return _page(request, "run.html", access, run=run, figures=figures.run_figures(rows, run.summary, score=score),
                  snapshot=snapshot, focus=focus, state=state, scores=SCORE_NAMES, role_titles=ROLE_TITLES,

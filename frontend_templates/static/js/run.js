@@ -5,7 +5,7 @@
  * copied link reopens the same view. While the run is not finished the page polls GET /api/runs/{id}
  * every POLL_MS: the curves are redrawn (GET .../figures) when new snapshot steps appear, and at most
  * every FIGURE_MS while the step moves (the loss is recorded about once a second); the summary
- * section is re-read from the page when the summary so far changes (an evaluation). The ETA comes
+ * section is re-read from the page when the verdict so far changes (an evaluation). The ETA comes
  * from the steps done over the last RATE_WINDOW_MS of polls, not the worker's instant rate, so an
  * evaluation pause does not make it jump; past the last step it says "final evaluation".
  */
@@ -21,7 +21,7 @@
   let steps = page.run.snapshot_steps.slice();
   let snapshot = page.snapshot;
   let terminal = page.run.terminal;
-  let lastSummary = null;  // JSON of the summary last shown
+  let shownVerdict = page.run.verdict || null;  // the summary's verdict on the page: a new one re-reads the section
   let figuresAt = 0, figuresStep = null;  // when the curves were last redrawn, and at which step
   const seen = [];  // [time ms, step] of recent polls, for the ETA's rate
   const $ = (id) => document.getElementById(id);
@@ -213,10 +213,10 @@
         figuresStep = run.progress.step;
         await refreshFigures();
       }
-      const summary = JSON.stringify(run.summary || {});
+      const verdict = (run.summary && run.summary.verdict) || null;
       if (terminal && !wasTerminal) await refreshSections(["summary", "details"]);
-      else if (lastSummary !== null && summary !== lastSummary) await refreshSections(["summary"]);
-      lastSummary = summary;
+      else if (verdict !== shownVerdict) await refreshSections(["summary"]);
+      shownVerdict = verdict;
       document.body.dataset.runStatus = run.status;
     } catch (error) {
       console.warn("poll failed:", error.message);

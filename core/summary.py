@@ -72,11 +72,14 @@ def run_summary(session, run) -> dict:
     return summarize(crud.get_metrics(session, run_id=run.id, keys=summary_keys(run.spec or {})))
 
 
-def summary_keys(spec: dict) -> list[str]:
+def summary_keys(spec: dict) -> list[str] | None:
     """The metric keys ``summarize`` reads for a run of ``spec`` (flat keys): every split's mean and
     per-length sequence accuracy, the test split's extra accuracies, and every head's whole-probe-set
     scores. A live run's summary so far reads only these rows (per-length scores, most of the
-    metrics table, stay in the database), and it equals the summary of all rows (tested)."""
+    metrics table, stay in the database), and it equals the summary of all rows (tested).
+    None (read every row) for a spec that does not give the model's shape and lengths."""
+    if any(spec.get(key) is None for key in ("n_layers", "n_heads", "max_len")):
+        return None
     longest = max(int(spec.get("max_len") or 1), int(spec.get("test_max_len") or 0))
     n_layers, n_heads = int(spec.get("n_layers") or 1), int(spec.get("n_heads") or 1)
     keys = [metric_key(TEST, name) for name in (GEN_ACC, GEN_ANSWER_ACC, SEQ_ACC_HELDOUT)]

@@ -25,7 +25,7 @@ from core.specs.run import FLAT_FIELDS, RunSpec
 from server import figures
 from server.access import Access
 from server.deps import CurrentAccess, OwnerAccess, QueryId, ReadSession, RunId
-from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, parse_form
+from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, pair_errors, parse_form
 from server.views import runs as views
 from server.submit import budget, problems, submit
 
@@ -168,15 +168,15 @@ def _submit_form(request: Request, access: Access, form: dict[str, str]) -> Resp
     preset = form.get("preset") if form.get("preset") in PRESETS else None
     meta = {"name": form.get("name", ""), "tags": form.get("tags", ""), "notes": form.get("notes", "")}
     engine = request.app.state.engine
-    if errors:
-        for field, message in problems(engine, parsed):
-            errors.setdefault(field, message)
-    else:
+    for field, message in problems(engine, parsed):  # every bad field at once, "there is no run 99" too
+        errors.setdefault(field, message)
+    if not errors:
         try:
             queued = submit(engine, request.app.state.settings, parsed, preset=preset)
         except SpecError as exc:
             errors = {field: message for field, message in reversed(exc.errors)}  # the first message per field wins
         else:
             return RedirectResponse(access.url(f"/runs/{queued.run_id}"), status_code=303)
+    errors = pair_errors(errors, flat)
     values = {**flat, **{key: form[key] for key in errors if key in form}}  # show what was typed
     return _form(request, access, values=values, preset=preset or "", meta=meta, errors=errors, status_code=422)

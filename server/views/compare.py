@@ -7,7 +7,7 @@ For every run the same probe sequence (by index in the probe set) and the same l
 linked steps: ``link=step`` takes the snapshot nearest to the same optimizer step, ``link=fraction``
 the one nearest to the same fraction of training (the first run is the reference; ``step`` is
 its step, by default its last snapshot). Also the signed difference map of the first two runs
-(A - B), their curves overlaid (test seq_acc, train loss, each circuit head's peaky_thres), and the
+(A - B), only where both read the same input sequence (else ``why_no_difference`` says why), their curves overlaid (test seq_acc, train loss, each circuit head's peaky_thres), and the
 spec keys whose values differ. Figures are plotly dicts from ``server.figures_compare``.
 """
 
@@ -124,13 +124,12 @@ def compare_view(session: Session, *, access: Access, run_ids: list[int], step: 
         linked = F.linked_step(steps[run.id], step=step, reference_total=reference.total_steps or 1,
                                total=run.total_steps or 1, mode=link)
         panels.append(_panel(session, run, step=linked, probe=probe, layer=layer, head=head))
-    diff = None
+    diff, why_no_difference = None, _why_no_difference(panels[0], panels[1])
     a, b = panels[0], panels[1]
-    if "z" in a and "z" in b:
+    if why_no_difference is None:
         z = F.difference(a["z"], b["z"])
-        if z is not None:
-            diff = {"max_abs": float(np.nanmax(np.abs(np.asarray(z, dtype=np.float64)))) if z else 0.0,
-                    "figure": F.difference_figure(z, a["labels"], f"A - B (#{a['run_id']} minus #{b['run_id']}) · step {a['step']} vs {b['step']}")}
+        diff = {"max_abs": float(np.nanmax(np.abs(np.asarray(z, dtype=np.float64)))) if z else 0.0,
+                "figure": F.difference_figure(z, a["labels"], f"A - B (#{a['run_id']} minus #{b['run_id']}) · step {a['step']} vs {b['step']}")}
     for panel in panels:  # each map travels once, inside its figure
         panel["steps"] = steps[panel["run_id"]]
         if "z" in panel:
@@ -141,10 +140,24 @@ def compare_view(session: Session, *, access: Access, run_ids: list[int], step: 
                   "url": access.url(f"/runs/{run.id}"), "verdict": (run.summary or {}).get("verdict")} for run in runs],
         "step": step, "link": link, "layer": layer, "head": head, "probe": panels[0].get("probe"),
         "same_probe": _same_probe(panels),
-        "panels": panels, "difference": diff,
+        "panels": panels, "difference": diff, "why_no_difference": why_no_difference,
         "curves": _curves(session, runs),
         "config_diff": F.config_diff([run.spec for run in runs]),
     }
+
+
+def _why_no_difference(a: dict, b: dict) -> str | None:
+    """Why the first two runs get no A - B map, or None when they have one: a difference of attention
+    means something only where both runs read the very same input sequence (same tokens), such as
+    the same probe of two seeds; a parity run against a polynomial one has none to subtract."""
+    for panel in (a, b):
+        if "z" not in panel:
+            return f"no A - B: #{panel['run_id']} has no map here ({panel.get('error', 'no snapshot yet')})"
+    if a["tokens"] != b["tokens"]:
+        return (f"no A - B: the two runs read different input sequences here (#{a['run_id']}: "
+                f"{' '.join(a['labels'])}; #{b['run_id']}: {' '.join(b['labels'])}); a difference of "
+                "attention is drawn only where both read the same sequence")
+    return None
 
 
 def _same_probe(panels: list[dict]) -> bool:

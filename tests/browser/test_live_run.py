@@ -2,7 +2,8 @@
 
 The records are written straight into the served database as a worker writes them (a claimed job,
 its progress, metric rows: ``tests/server/test_live_run.py``'s helpers), so the test says exactly
-what exists when; the page polls and must show each new record. Screenshot: /tmp/screens/live_run.png.
+what exists when; the page polls and must show each new record. Also: the loss's log axis labels its
+ticks in full, and the peakiness hover names the whole trace. Screenshot: /tmp/screens/live_run.png.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from tests.browser.conftest import SCREENS
 from tests.server.test_live_run import start_run, write
 
 pytestmark = pytest.mark.browser
+
+def loss(step: int) -> float:
+    return 2.0 * 0.97 ** step  # 2.0 at the start, 0.095 at step 100: the log axis spans more than a decade
+
 
 TRACES = "(id) => (document.getElementById(id).data || []).length"
 LAST_X = "(id) => { const d = document.getElementById(id).data || []; return d.length ? Math.max(...d[0].x) : null; }"
@@ -30,7 +35,7 @@ def test_peakiness_summary_and_loss_move_while_the_run_trains(live_url, db_file_
                                                    progress={"step": step, "total": 400, "steps_per_s": 20.0,
                                                              "eta_s": (400 - step) / 20, "loss": rows[-1][2]})))
 
-    record(10, [("train/loss", s, 2.0 - 0.01 * s) for s in range(1, 11)])
+    record(10, [("train/loss", s, loss(s)) for s in range(1, 11)])
     page.goto(f"{live_url}/runs/{run_id}")
     page.evaluate("() => { window.__sameDocument = true; }")
     assert page.text_content("[data-live=status]") == "RUNNING"
@@ -40,7 +45,7 @@ def test_peakiness_summary_and_loss_move_while_the_run_trains(live_url, db_file_
     # an evaluation: the circuit heads' scores and the test accuracy
     record(100, [("score/eoi_locator/peaky_thres/L0H1", 100, 0.95), ("score/iteration/peaky_thres/L1H0", 100, 0.62),
                  ("score/iteration/peaky_thres/L1H1", 100, 0.1), ("test/seq_acc", 100, 0.41),
-                 *[("train/loss", s, 2.0 - 0.01 * s) for s in range(11, 101)]])
+                 *[("train/loss", s, loss(s)) for s in range(11, 101)]])
     page.wait_for_function(f"() => ({TRACES})('fig-peaky') === 2", timeout=20_000)
     page.wait_for_function("() => /partial iteration head so far at L1H0/.test("
                            "document.querySelector('[data-live=verdict]').textContent)", timeout=20_000)
@@ -49,8 +54,14 @@ def test_peakiness_summary_and_loss_move_while_the_run_trains(live_url, db_file_
     assert "L1H0" in heads and "L0H1" in heads and "not yet" in heads  # the iteration head has not emerged
     assert page.evaluate(LAST_X, "fig-loss") == 100
 
+    # a log axis labels its ticks in full ("0.5 0.2", never "5 2"); the hover names the whole trace
+    ticks = page.evaluate("() => [...document.querySelectorAll('#fig-loss .ytick text')].map((t) => t.textContent)")
+    assert len(ticks) >= 3 and all(0.05 <= float(t) <= 2 for t in ticks), ticks  # the loss runs 2.0 .. 0.095
+    page.evaluate("() => Plotly.Fx.hover('fig-peaky', [{curveNumber: 1, pointNumber: 0}])")
+    assert "iteration head L1H0" in page.text_content("#fig-peaky .hoverlayer")
+
     # the loss moves between evaluations
-    record(180, [("train/loss", s, 2.0 - 0.01 * s) for s in range(101, 181)])
+    record(180, [("train/loss", s, loss(s)) for s in range(101, 181)])
     page.wait_for_function(f"() => ({LAST_X})('fig-loss') === 180", timeout=20_000)
     assert "ETA" in page.text_content("[data-live=eta]")
 

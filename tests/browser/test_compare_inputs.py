@@ -3,7 +3,7 @@
 Three really trained tiny runs: parity (seed 0), parity (seed 1) and polynomial. Ticking polynomial,
 then parity, on the runs list opens /compare?runs=<poly>,<parity> in that order; its A - B panel is
 empty and says why (different input sequences). Two parity seeds read the same probe: their A - B is
-drawn with its largest |A - B|. Screenshots: /tmp/screens/compare_refused.png, compare_same.png.
+drawn with its largest |A - B|. Screenshots: /tmp/screens/runs_ticked.png, compare_refused.png, compare_same.png.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def test_a_minus_b_only_for_the_same_input_sequence(live_url, db_file_url, page)
     page.goto(live_url + "/")
     page.check(f"tr[data-run='{polynomial}'] input.pick")
     page.check(f"tr[data-run='{parity}'] input.pick")
+    assert page.text_content("#compare-hint") == f"A = #{polynomial}, B = #{parity} (in the order ticked)"
+    page.screenshot(path=str(SCREENS / "runs_ticked.png"))
     page.click("#compare-button")
     page.wait_for_url(re.compile(r"/compare\?"))
     assert f"runs={polynomial}%2C{parity}" in page.url  # the order ticked, not the table's order

@@ -10,7 +10,8 @@
     const update = () => {
       document.getElementById("compare-runs").value = order.join(",");
       button.disabled = order.length < 2;
-      hint.textContent = order.length < 2 ? "tick two or three runs" : "runs " + order.join(", ") + " (A, B, ... in the order ticked)";
+      hint.textContent = order.length < 2 ? "tick two or three runs"
+        : order.map((id, i) => "ABCD".charAt(i) + " = #" + id).join(", ") + " (in the order ticked)";
     };
     boxes.forEach((box) => box.addEventListener("change", () => {
       order = order.filter((id) => id !== box.value);

@@ -117,6 +117,40 @@ def _errors(exc: ValidationError) -> list[tuple[str, str]]:
     return list(out.items())
 
 
+def parse_for_run(data: Any, *, run_spec: Mapping[str, Any], weights_steps: Sequence[int],
+                  summary: Mapping[str, Any] | None, source_spec: Mapping[str, Any] | None = None) -> InterventionSpec:
+    """``InterventionSpec.parse`` then ``check_for_run``, naming every bad field at once: when some
+    value does not parse, the heads that do are still checked against the run (``L9H9`` is named
+    beside a bad ``steps``, not only once ``steps`` is fixed)."""
+    try:
+        spec = InterventionSpec.parse(data)
+    except SpecError as exc:
+        errors = list(exc.errors)
+        heads = data.get("heads") if isinstance(data, dict) else None
+        if isinstance(heads, list) and not any(field == "heads" for field, _ in errors):
+            labels = [label for label in heads if isinstance(label, str) and HEAD.match(label.strip())]
+            errors += _head_errors([label.strip() for label in labels], run_spec)
+        raise SpecError(errors) from None
+    check_for_run(spec, run_spec=run_spec, weights_steps=weights_steps, summary=summary, source_spec=source_spec)
+    return spec
+
+
+def _shape(run_spec: Mapping[str, Any]) -> tuple[int, int, str]:
+    n_layers, n_heads = int(run_spec.get("n_layers") or 1), int(run_spec.get("n_heads") or 1)
+    return n_layers, n_heads, (f"this run has {n_layers} layer{'s' if n_layers > 1 else ''} (L0..L{n_layers - 1}) of "
+                               f"{n_heads} head{'s' if n_heads > 1 else ''} (H0..H{n_heads - 1})")
+
+
+def _head_errors(labels: Sequence[str], run_spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    n_layers, n_heads, shape = _shape(run_spec)
+    errors = []
+    for label in labels:
+        match = HEAD.match(label)
+        if int(match[1]) >= n_layers or (match[2] != "*" and int(match[2]) >= n_heads):
+            errors.append(("heads", f"{label} is not a head of this run: {shape}"))
+    return errors[:1]  # one message a field
+
+
 def check_for_run(spec: InterventionSpec, *, run_spec: Mapping[str, Any], weights_steps: Sequence[int],
                   summary: Mapping[str, Any] | None, source_spec: Mapping[str, Any] | None = None) -> None:
     """Raise SpecError naming every field of ``spec`` that does not fit the run it targets, before a job
@@ -124,15 +158,10 @@ def check_for_run(spec: InterventionSpec, *, run_spec: Mapping[str, Any], weight
     an existing source run of the same shape. ``run_spec`` is the run's flat spec, ``weights_steps`` its
     weights checkpoint steps, ``summary`` its summary (so far), ``source_spec`` the source run's flat
     spec (None: there is no such run)."""
-    n_layers, n_heads = int(run_spec.get("n_layers") or 1), int(run_spec.get("n_heads") or 1)
-    shape = (f"this run has {n_layers} layer{'s' if n_layers > 1 else ''} (L0..L{n_layers - 1}) of "
-             f"{n_heads} head{'s' if n_heads > 1 else ''} (H0..H{n_heads - 1})")
+    n_layers, n_heads, shape = _shape(run_spec)
     errors: list[tuple[str, str]] = []
     if KINDS[spec.kind].on_heads:
-        for label in spec.heads:
-            match = HEAD.match(label)
-            if int(match[1]) >= n_layers or (match[2] != "*" and int(match[2]) >= n_heads):
-                errors.append(("heads", f"{label} is not a head of this run: {shape}"))
+        errors += _head_errors(spec.heads, run_spec)
         if not spec.heads and not (summary or {}).get("heads"):
             errors.append(("heads", "the run has no circuit heads in its summary yet; name heads, e.g. L1H0"))
     if spec.kind == PROBE and spec.layer is not None and spec.layer >= n_layers:

@@ -21,13 +21,13 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel
 
 from core.causal import results
-from core.causal.specs import InterventionSpec, check_for_run
+from core.causal.specs import parse_for_run
 from core.db import crud, jobs
 from core.names import CHECKPOINT_WEIGHTS
 from core.db.session import session_scope
 from core.submit import dispatch
 from core.summary import causal_verdict, run_summary
-from server.deps import CurrentAccess, OwnerAccess, ReadSession, RunId
+from server.deps import MAX_ID, CurrentAccess, OwnerAccess, ReadSession, RunId
 from server.errors import NotFound
 
 read = APIRouter(tags=["interventions"])
@@ -61,18 +61,19 @@ def list_interventions(run_id: RunId, access: CurrentAccess, session: ReadSessio
                 "schema": {"type": "object", "description": "an InterventionSpec (docs/causal.md)"}}}}})
 def create_intervention(request: Request, run_id: RunId, body: Annotated[dict[str, Any], Body()],
                         _owner: OwnerAccess) -> InterventionQueued:
-    """422 naming each bad field, in the words of a run spec's errors, before anything is queued: the
-    spec's own values (``InterventionSpec.parse``), then what does not fit this run (``check_for_run``:
+    """422 naming every bad field at once, in the words of a run spec's errors, before anything is
+    queued: the spec's own values and what does not fit this run (``core.causal.specs.parse_for_run``:
     a head it lacks, a step it did not record, a source run that is not there)."""
-    spec = InterventionSpec.parse(body)
     with session_scope(request.app.state.engine) as session:
         run = crud.get_run(session, run_id=run_id)
         if run is None:
             raise NotFound(f"no run {run_id}")
-        source = crud.get_run(session, run_id=spec.source_run) if spec.source_run is not None else None
-        check_for_run(spec, run_spec=run.spec or {}, summary=run_summary(session, run),
-                      weights_steps=crud.checkpoint_steps(session, run_id=run_id, kind=CHECKPOINT_WEIGHTS),
-                      source_spec=source.spec if source is not None else None)
+        source_id = body.get("source_run")
+        known_id = isinstance(source_id, int) and not isinstance(source_id, bool) and 1 <= source_id <= MAX_ID
+        source = crud.get_run(session, run_id=source_id) if known_id else None
+        spec = parse_for_run(body, run_spec=run.spec or {}, summary=run_summary(session, run),
+                             weights_steps=crud.checkpoint_steps(session, run_id=run_id, kind=CHECKPOINT_WEIGHTS),
+                             source_spec=source.spec if source is not None else None)
         job_id = jobs.submit_intervention_job(session, run_id=run_id, spec=spec.model_dump(mode="json")).id
     dispatch(request.app.state.settings, [job_id])  # after the commit
     return InterventionQueued(job_id=job_id, run_id=run_id)

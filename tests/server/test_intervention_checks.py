@@ -44,6 +44,14 @@ def test_every_field_that_does_not_fit_is_named_at_once(app_client, trained_run,
         "source_run": "there is no run 999999"}
 
 
+def test_an_unknown_head_is_named_beside_a_value_that_does_not_parse(app_client, trained_run, csrf):
+    errors = refused(app_client, trained_run, {"kind": "edge", "heads": ["L9H9"], "steps": "soon"}, csrf)
+    assert errors == {"steps": "must be a step >= 0, 'last' or 'all' (got 'soon')",
+                      "heads": "L9H9 is not a head of this run: this run has 2 layers (L0..L1) of 1 head (H0..H0)"}
+    assert refused(app_client, trained_run, {"kind": "pattern", "variants": ["run"], "source_run": 10**30}, csrf) == {
+        "source_run": "there is no run 1000000000000000000000000000000"}
+
+
 def test_bad_values_read_like_a_run_specs_errors_not_pydantic_text(app_client, trained_run, csrf):
     errors = refused(app_client, trained_run, {"kind": "ablate", "rows_per_len": 0, "steps": "soon", "colour": 1}, csrf)
     assert errors == {"rows_per_len": "must be >= 1 (got 0)", "steps": "must be a step >= 0, 'last' or 'all' (got 'soon')",

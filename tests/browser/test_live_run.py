@@ -74,3 +74,31 @@ def test_peakiness_summary_and_loss_move_while_the_run_trains(live_url, db_file_
     page.screenshot(path=str(SCREENS / "live_run.png"), full_page=True)
     page.locator("#curves").screenshot(path=str(SCREENS / "live_run_curves.png"))
     assert page.problems == []
+
+
+def test_the_eta_holds_steady_while_the_workers_instant_rate_swings(live_url, db_file_url, page):
+    """The page's clock is Playwright's: every poll sees 10 more steps (6.7 steps/s) while the worker's
+    own steps/s swings between 0.5 and 50 (an evaluation pause, then a burst). The ETA, from the steps
+    done over the last minute, reads about 9 minutes throughout instead of jumping between 2 h and 1 min."""
+    url = make_url(db_file_url)
+    run_id, job_id, token = start_run(url, name="eta")
+    total = 4000
+
+    def report(step: int, instant: float) -> None:
+        write(url, lambda s: jobs.report_progress(s, job_id=job_id, token=token, progress={
+            "step": step, "total": total, "steps_per_s": instant, "eta_s": (total - step) / instant}))
+
+    report(100, 50.0)
+    page.clock.install()
+    page.goto(f"{live_url}/runs/{run_id}")
+    shown = []
+    for i in range(1, 16):
+        step = 100 + 10 * i
+        report(step, 0.5 if i % 2 else 50.0)
+        page.clock.run_for(1500)  # one poll
+        page.wait_for_function("(step) => document.querySelector('[data-live=progress-text]').textContent"
+                               ".startsWith('step ' + step.toLocaleString('en'))", arg=step)
+        shown.append(page.text_content("[data-live=eta]"))
+    late = [text.split("ETA ")[1].split(" ·")[0] for text in shown[8:]]  # once the 10 s window has filled
+    assert all(eta in ("about 9 min", "about 10 min") for eta in late), shown
+    assert page.problems == []

@@ -177,8 +177,8 @@
   }
 
   function roughDuration(seconds) {
-    // Whole minutes from two minutes on (a steadier read than seconds); CB.duration under that.
-    return seconds >= 120 ? "about " + Math.round(seconds / 60) + " min" : CB.duration(seconds);
+    // "about N min" from two minutes to an hour and a half (a steadier read than seconds); CB.duration otherwise.
+    return seconds >= 120 && seconds < 5400 ? "about " + Math.round(seconds / 60) + " min" : CB.duration(seconds);
   }
 
   function stallNote(run) {

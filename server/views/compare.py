@@ -22,6 +22,7 @@ from core.db import crud
 from core.db.models import Run
 from core.names import LOSS, PEAKY_THRES, ROLE_TITLES, ROLES, SEQ_ACC, TEST, TRAIN, metric_key, score_key
 from core.specs.errors import SpecError
+from core.summary import run_summary
 from server import figures_compare as F
 from server.access import Access
 from server.deps import MAX_ID, ascii_id
@@ -57,8 +58,8 @@ def _runs(session: Session, access: Access, run_ids: list[int]) -> list[Run]:
     return runs
 
 
-def _default_head(run: Run) -> tuple[int, int]:
-    head = (run.summary or {}).get("heads", {}).get("iteration")
+def _default_head(run: Run, summary: dict) -> tuple[int, int]:
+    head = summary.get("heads", {}).get("iteration")
     if head:
         return int(head["layer"]), int(head["head"])
     return max(int(run.spec.get("n_layers", 1)) - 1, 0), 0
@@ -81,7 +82,7 @@ def _panel(session: Session, run: Run, *, step: int | None, probe: int, layer: i
             "z": full_matrix(view.attention[layer][head])}
 
 
-def _curves(session: Session, runs: list[Run]) -> list[dict]:
+def _curves(session: Session, runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
     figures = []
     for key, title, y_range in CURVES:
         series = []
@@ -93,7 +94,7 @@ def _curves(session: Session, runs: list[Run]) -> list[dict]:
     for role in ROLES:
         series = []
         for i, run in enumerate(runs):
-            head = (run.summary or {}).get("heads", {}).get(role)
+            head = summaries[run.id].get("heads", {}).get(role)
             if not head:
                 continue
             rows = crud.get_metrics(session, run_id=run.id,
@@ -115,7 +116,8 @@ def compare_view(session: Session, *, access: Access, run_ids: list[int], step: 
     reference = runs[0]
     if step is None:
         step = steps[reference.id][-1] if steps[reference.id] else 0
-    default_layer, default_head = _default_head(reference)
+    summaries = {run.id: run_summary(session, run) for run in runs}  # a live run's summary so far
+    default_layer, default_head = _default_head(reference, summaries[reference.id])
     layer = default_layer if layer is None else layer
     head = default_head if head is None else head
     probe = -1 if probe is None else probe
@@ -137,11 +139,11 @@ def compare_view(session: Session, *, access: Access, run_ids: list[int], step: 
                                                  f"{panel['title']} · L{layer}H{head} · step {panel['step']}")
     return {
         "runs": [{"id": run.id, "name": run.name, "status": run.status, "total_steps": run.total_steps,
-                  "url": access.url(f"/runs/{run.id}"), "verdict": (run.summary or {}).get("verdict")} for run in runs],
+                  "url": access.url(f"/runs/{run.id}"), "verdict": summaries[run.id].get("verdict")} for run in runs],
         "step": step, "link": link, "layer": layer, "head": head, "probe": panels[0].get("probe"),
         "same_probe": _same_probe(panels),
         "panels": panels, "difference": diff, "why_no_difference": why_no_difference,
-        "curves": _curves(session, runs),
+        "curves": _curves(session, runs, summaries),
         "config_diff": F.config_diff([run.spec for run in runs]),
     }
 

@@ -69,7 +69,24 @@ def run_summary(session, run) -> dict:
         return dict(run.summary)
     from core.db import crud  # torch-free; imported here so the summary itself needs no database
 
-    return summarize(crud.get_metrics(session, run_id=run.id))
+    return summarize(crud.get_metrics(session, run_id=run.id, keys=summary_keys(run.spec or {})))
+
+
+def summary_keys(spec: dict) -> list[str] | None:
+    """The metric keys ``summarize`` reads for a run of ``spec`` (flat keys): every split's mean and
+    per-length sequence accuracy, the test split's extra accuracies, and every head's whole-probe-set
+    scores. A live run's summary so far reads only these rows (per-length scores, most of the
+    metrics table, stay in the database), and it equals the summary of all rows (tested).
+    None (read every row) for a spec that does not give the model's shape and lengths."""
+    if any(spec.get(key) is None for key in ("n_layers", "n_heads", "max_len")):
+        return None
+    longest = max(int(spec.get("max_len") or 1), int(spec.get("test_max_len") or 0))
+    n_layers, n_heads = int(spec.get("n_layers") or 1), int(spec.get("n_heads") or 1)
+    keys = [metric_key(TEST, name) for name in (GEN_ACC, GEN_ANSWER_ACC, SEQ_ACC_HELDOUT)]
+    for split in SPLITS:
+        keys += [metric_key(split, SEQ_ACC)] + [metric_key(split, SEQ_ACC, n) for n in range(1, longest + 1)]
+    return keys + [score_key(role, score, layer, head) for role in ROLES for score in SCORES
+                   for layer in range(n_layers) for head in range(n_heads)]
 
 
 def summarize(rows: list[tuple[str, int, float]], *, finished: bool = False) -> dict:

@@ -24,6 +24,7 @@ from server.views.schemas import Series, SnapshotView
 FONT = {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 12}
 ATTENTION_SCALE = [[0, "#f7fbff"], [0.15, "#c6dbef"], [0.5, "#4292c6"], [1, "#08306b"]]  # white (0) to dark blue (1)
 OVERLAY = {"eoi_locator": "#dc2626", "iteration": "#f59e0b"}  # marker colours of the expected cells
+LOG_TICKS = {"dtick": "D2", "tickformat": ".2~g"}  # a log axis: 1, 2, 5 of each decade, in full (0.5 0.2 0.1, not "5 2 1")
 _LENGTH_KEY = re.compile(r"^(train|test)/seq_acc/L(\d+)$")
 
 
@@ -38,7 +39,7 @@ def escape(text: object) -> str:
 def _layout(title: str, **extra) -> dict:
     layout = {"title": {"text": escape(title), "font": {"size": 14}}, "font": FONT, "height": 300,
               "margin": {"l": 55, "r": 20, "t": 40, "b": 45}, "hovermode": "closest",
-              "legend": {"font": {"size": 11}}}
+              "legend": {"font": {"size": 11}}, "hoverlabel": {"namelength": -1}}  # whole trace names on hover
     layout.update(extra)
     return layout
 
@@ -66,7 +67,7 @@ def loss_figure(series: Mapping[str, Series]) -> dict:
     """Training loss (mean since the last report) against step, on a log axis."""
     data = [_line(series["train/loss"], "train loss", line={"color": "#2563eb"})] if "train/loss" in series else []
     return {"data": data, "layout": _layout("training loss", xaxis={"title": {"text": "step"}},
-                                            yaxis={"type": "log", "title": {"text": "loss"}})}
+                                            yaxis={"type": "log", "title": {"text": "loss"}, **LOG_TICKS})}
 
 
 def accuracy_figure(series: Mapping[str, Series], *, split: str) -> dict:
@@ -77,7 +78,8 @@ def accuracy_figure(series: Mapping[str, Series], *, split: str) -> dict:
             for i, (length, key) in enumerate(by_length)]
     mean = f"{split}/seq_acc"
     if mean in series:
-        data.append(_line(series[mean], "mean L=4..max", line={"width": 3, "color": "#111827"}))
+        data.append(_line(series[mean], "mean L=4..max", line={"width": 3, "color": "#111827"},
+                          mode="lines+markers", marker={"size": 5}))  # the first evaluation shows as a dot
     return {"data": data, "layout": _layout(f"{split} accuracy by length", xaxis={"title": {"text": "step"}},
                                             yaxis={"range": [-0.02, 1.02], "title": {"text": "sequence accuracy"}})}
 
@@ -114,7 +116,8 @@ def peakiness_figure(series: Mapping[str, Series], heads: Mapping[str, Mapping])
             continue
         key = f"score/{role}/peaky_thres/{info['label']}"
         if key in series:
-            data.append(_line(series[key], f"{ROLE_TITLES[role]} {info['label']}", line={"color": OVERLAY[role]}))
+            data.append(_line(series[key], f"{ROLE_TITLES[role]} {info['label']}", line={"color": OVERLAY[role]},
+                              mode="lines+markers", marker={"size": 5}))  # one score per snapshot: a first one shows
     shapes = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": EMERGED, "y1": EMERGED,
                "line": {"dash": "dot", "color": "#6b7280", "width": 1}}]
     return {"data": data, "layout": _layout("peakiness of the circuit heads", shapes=shapes,

@@ -82,9 +82,9 @@ def curves_figure(series: Sequence[Mapping[str, Any]], *, title: str, x_title: s
         data.append({"type": "scatter", "mode": "lines+markers", "name": line["name"], "x": list(line["x"]), "y": y,
                      "marker": {"size": 4}, "line": {"color": line.get("colour", RUN_COLOURS[i % len(RUN_COLOURS)]),
                                                      "dash": line.get("dash", "solid")}})
-    layout = {"title": {"text": title, "font": {"size": 13}}, "height": 300,
-              "margin": {"l": 50, "r": 10, "t": 36, "b": 40}, "xaxis": {"title": {"text": x_title}},
-              "legend": {"orientation": "h", "y": -0.25}}
+    layout = {"title": {"text": title, "font": {"size": 13}}, "height": 340,  # the legend sits below the axis title
+              "margin": {"l": 50, "r": 10, "t": 36, "b": 100}, "xaxis": {"title": {"text": x_title, "standoff": 4}},
+              "legend": {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"}, "hoverlabel": {"namelength": -1}}
     if y_range is not None:
         layout["yaxis"] = {"range": list(y_range)}
     return {"data": data, "layout": layout}

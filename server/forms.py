@@ -1,11 +1,13 @@
 """The New-run form: its fields (every flat spec key, with its bound) and reading a posted form back.
 
     sections = form_sections(values, errors)           # for new_run.html: [(title, [FormField, ...]), ...]
-    request, errors = parse_form(form)                  # a SubmitRequest, or {field: message}
+    request, errors, flat = parse_form(form)            # a SubmitRequest, {field: message}, the typed values
+    errors = pair_errors(errors, flat)                  # a problem of two fields named on both
 
 The form always holds a whole flat spec (a preset only fills it in), so what is posted is exactly
 what runs. Text comes back typed by the field's annotation (``core.specs.parse_set``); a blank
-optional field means None. ``init_from`` is two inputs (run, step) and ``trainable`` a choice of
+optional field means None, and an integer field takes a whole number in float notation (``1e9``).
+``init_from`` is two inputs (run, step) and ``trainable`` a choice of
 all / second-layer MLP / chosen modules, joined here into the spec's own keys.
 """
 
@@ -111,6 +113,25 @@ def init_values(spec: Mapping[str, Any]) -> dict[str, str]:
             "trainable_modules": trainable if choice == "custom" else ""}
 
 
+def whole_number(text: str) -> str:
+    """An integer field's text with a whole number in float notation written out: "1e9" -> "1000000000",
+    "2.0e3" -> "2000"; anything else as it was (the field's own check then says what is wrong)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() and not text.lstrip("+-").isdigit() else text
+
+
+def pair_errors(errors: dict[str, str], flat: Mapping[str, Any]) -> dict[str, str]:
+    """Errors that two fields make together, named on both: d_model not divisible by n_heads is as much
+    n_heads' problem (the one-field checks leave it on d_model). Returns ``errors`` with the pairs added."""
+    if "divisible by n_heads" in errors.get("d_model", "") and "n_heads" not in errors:
+        errors["n_heads"] = (f"must divide d_model ({flat.get('d_model')}) evenly: change n_heads or d_model "
+                             f"(got {flat.get('n_heads')!r})")
+    return errors
+
+
 def parse_form(form: Mapping[str, str]) -> tuple[SubmitRequest, dict[str, str], dict[str, Any]]:
     """A posted form -> (request, errors by field, the typed flat spec as far as it parsed).
 
@@ -123,10 +144,12 @@ def parse_form(form: Mapping[str, str]) -> tuple[SubmitRequest, dict[str, str], 
         if key in CUSTOM_FIELDS or key not in form:
             continue
         text = str(form[key]).strip()
-        _, _, optional = _kind(info.annotation)
+        kind, _, optional = _kind(info.annotation)
         if text == "" and optional:
             flat[key] = None
             continue
+        if kind == "int":
+            text = whole_number(text)
         try:
             flat.update(parse_set([f"{key}={text}"]))
         except SpecError as exc:
@@ -142,6 +165,6 @@ def parse_form(form: Mapping[str, str]) -> tuple[SubmitRequest, dict[str, str], 
     tags = [tag.strip() for tag in str(form.get("tags", "")).split(",") if tag.strip()]
     meta = {"name": str(form.get("name", "")).strip()[:200] or None, "tags": tags,
             "notes": str(form.get("notes", ""))[:10_000], "idempotency_key": str(form.get("idempotency_key", "")).strip()[:100] or None}
-    if errors:  # what did parse is still checked, so every bad field is named at once
+    if errors:  # what did parse is still checked, so every bad field is named at once (server.submit.problems)
         return SubmitRequest(spec={k: v for k, v in flat.items() if k not in errors}, **meta), errors, flat
     return SubmitRequest(spec=flat, **meta), errors, flat

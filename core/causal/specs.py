@@ -15,13 +15,23 @@ over training). Evaluations use the test split, ``rows_per_len`` rows of each le
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.causal.kinds import KINDS
-from core.names import INTERVENTION_KINDS, PATCH_METRICS, PROBE, PROBE_SITES, ROLES, role_of_layer
-from core.specs.errors import SpecError
+from core.names import (
+    ACTIVATION_PATCH,
+    INTERVENTION_KINDS,
+    PATCH_METRICS,
+    PATTERN,
+    PROBE,
+    PROBE_SITES,
+    ROLES,
+    role_of_layer,
+)
+from core.specs.errors import SpecError, render
 
 AUTO = "auto"  # role: the theory's role for the head's layer (core.names.role_of_layer)
 ROLE_CHOICES = (AUTO, *ROLES)
@@ -90,14 +100,88 @@ class InterventionSpec(BaseModel):
 
 
 def _errors(exc: ValidationError) -> list[tuple[str, str]]:
-    out = []
+    """One (field, message) per pydantic error, worded as a run spec's are (``core.specs.errors.render``:
+    "must be >= 1 (got 0)"); a model-level check names its field first ("variants: ...")."""
+    out: dict[str, str] = {}
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "spec"
-        message = error["msg"].removeprefix("Value error, ")
-        if ":" in message and field == "spec":  # model-level checks name their field first
-            field, message = (part.strip() for part in message.split(":", 1))
-        out.append((field, message))
-    return out
+        field = str(error["loc"][0]) if error["loc"] else "spec"  # every field is top-level; a list item is its list
+        if error["type"] == "value_error":
+            message = str(error.get("ctx", {}).get("error", error["msg"])).removeprefix("Value error, ")
+            if ":" in message and field == "spec":  # model-level checks name their field first
+                field, message = (part.strip() for part in message.split(":", 1))
+        elif field == "steps":  # a union: one sentence for both of its members
+            message = f"must be a step >= 0, 'last' or 'all' (got {error['input']!r})"
+        else:
+            message = render(error)[1]
+        out.setdefault(field, message)
+    return list(out.items())
+
+
+def parse_for_run(data: Any, *, run_spec: Mapping[str, Any], weights_steps: Sequence[int],
+                  summary: Mapping[str, Any] | None, source_spec: Mapping[str, Any] | None = None) -> InterventionSpec:
+    """``InterventionSpec.parse`` then ``check_for_run``, naming every bad field at once: when some
+    value does not parse, the heads that do are still checked against the run (``L9H9`` is named
+    beside a bad ``steps``, not only once ``steps`` is fixed)."""
+    try:
+        spec = InterventionSpec.parse(data)
+    except SpecError as exc:
+        errors = list(exc.errors)
+        heads = data.get("heads") if isinstance(data, dict) else None
+        if isinstance(heads, list) and not any(field == "heads" for field, _ in errors):
+            labels = [label for label in heads if isinstance(label, str) and HEAD.match(label.strip())]
+            errors += _head_errors([label.strip() for label in labels], run_spec)
+        raise SpecError(errors) from None
+    check_for_run(spec, run_spec=run_spec, weights_steps=weights_steps, summary=summary, source_spec=source_spec)
+    return spec
+
+
+def _shape(run_spec: Mapping[str, Any]) -> tuple[int, int, str]:
+    n_layers, n_heads = int(run_spec.get("n_layers") or 1), int(run_spec.get("n_heads") or 1)
+    return n_layers, n_heads, (f"this run has {n_layers} layer{'s' if n_layers > 1 else ''} (L0..L{n_layers - 1}) of "
+                               f"{n_heads} head{'s' if n_heads > 1 else ''} (H0..H{n_heads - 1})")
+
+
+def _head_errors(labels: Sequence[str], run_spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    n_layers, n_heads, shape = _shape(run_spec)
+    errors = []
+    for label in labels:
+        match = HEAD.match(label)
+        if int(match[1]) >= n_layers or (match[2] != "*" and int(match[2]) >= n_heads):
+            errors.append(("heads", f"{label} is not a head of this run: {shape}"))
+    return errors[:1]  # one message a field
+
+
+def check_for_run(spec: InterventionSpec, *, run_spec: Mapping[str, Any], weights_steps: Sequence[int],
+                  summary: Mapping[str, Any] | None, source_spec: Mapping[str, Any] | None = None) -> None:
+    """Raise SpecError naming every field of ``spec`` that does not fit the run it targets, before a job
+    is queued: heads and a probe's layer the model has, a recorded step, a length its test split holds,
+    an existing source run of the same shape. ``run_spec`` is the run's flat spec, ``weights_steps`` its
+    weights checkpoint steps, ``summary`` its summary (so far), ``source_spec`` the source run's flat
+    spec (None: there is no such run)."""
+    n_layers, n_heads, shape = _shape(run_spec)
+    errors: list[tuple[str, str]] = []
+    if KINDS[spec.kind].on_heads:
+        errors += _head_errors(spec.heads, run_spec)
+        if not spec.heads and not (summary or {}).get("heads"):
+            errors.append(("heads", "the run has no circuit heads in its summary yet; name heads, e.g. L1H0"))
+    if spec.kind == PROBE and spec.layer is not None and spec.layer >= n_layers:
+        errors.append(("layer", f"must be below n_layers: {shape} (got {spec.layer})"))
+    if not weights_steps:
+        errors.append(("steps", "the run has no weights checkpoints yet"))
+    elif isinstance(spec.steps, int) and spec.steps not in weights_steps:
+        shown = ", ".join(str(step) for step in sorted(weights_steps)[-12:])
+        errors.append(("steps", f"no weights checkpoint at step {spec.steps}; recorded steps: {shown}"))
+    longest = max(int(run_spec.get("max_len") or 1), int(run_spec.get("test_max_len") or 0))
+    if spec.kind == ACTIVATION_PATCH and spec.length is not None and spec.length > longest:
+        errors.append(("length", f"must be at most {longest}, the run's longest test length (got {spec.length})"))
+    if "run" in spec.chosen_variants and spec.kind == PATTERN and spec.source_run is not None:
+        if source_spec is None:
+            errors.append(("source_run", f"there is no run {spec.source_run}"))
+        elif (int(source_spec.get("n_layers") or 1), int(source_spec.get("n_heads") or 1)) != (n_layers, n_heads):
+            errors.append(("source_run", f"run {spec.source_run} has another shape "
+                                         f"({source_spec.get('n_layers')} layers of {source_spec.get('n_heads')} heads): {shape}"))
+    if errors:
+        raise SpecError(errors)
 
 
 def parse_head(label: str, n_heads: int) -> list[tuple[int, int]]:

@@ -1,7 +1,8 @@
 """Interventions over JSON: launch causal tests on a run's checkpoints, and read the results back.
 
     POST /api/runs/7/interventions  {"kind": "edge", "heads": ["L1H3"], "steps": "all"}
-        -> 201 {"job_id": 31, "run_id": 7}          (422 naming the field on bad input, 404 for no run)
+        -> 201 {"job_id": 31, "run_id": 7}          (404 for no run; 422 naming the field on bad input,
+                                                      "L9H9" in a 2-layer run included: nothing is queued)
     GET  /api/runs/7/interventions
         -> {"run_id": 7, "steps": [...], "series": [...], "verdict": {...}, "heads": {...},
             "jobs": [{"id": 31, "status": "RUNNING", "progress": {"done": 3, "total": 8, "eta_s": 12.0}, ...}]}
@@ -14,18 +15,19 @@ circuit heads' peakiness and the causal verdict (``core.summary.causal_verdict``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel
 
 from core.causal import results
-from core.causal.specs import InterventionSpec
+from core.causal.specs import parse_for_run
 from core.db import crud, jobs
+from core.names import CHECKPOINT_WEIGHTS
 from core.db.session import session_scope
 from core.submit import dispatch
 from core.summary import causal_verdict, run_summary
-from server.deps import CurrentAccess, OwnerAccess, ReadSession, RunId
+from server.deps import MAX_ID, CurrentAccess, OwnerAccess, ReadSession, RunId
 from server.errors import NotFound
 
 read = APIRouter(tags=["interventions"])
@@ -54,12 +56,24 @@ def list_interventions(run_id: RunId, access: CurrentAccess, session: ReadSessio
 
 
 @write.post("/api/runs/{run_id}/interventions", status_code=201, response_model=InterventionQueued,
-            summary="Queue an intervention job on a run's checkpoints")
-def create_intervention(request: Request, run_id: RunId, spec: InterventionSpec,
+            summary="Queue an intervention job on a run's checkpoints",
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"type": "object", "description": "an InterventionSpec (docs/causal.md)"}}}}})
+def create_intervention(request: Request, run_id: RunId, body: Annotated[dict[str, Any], Body()],
                         _owner: OwnerAccess) -> InterventionQueued:
+    """422 naming every bad field at once, in the words of a run spec's errors, before anything is
+    queued: the spec's own values and what does not fit this run (``core.causal.specs.parse_for_run``:
+    a head it lacks, a step it did not record, a source run that is not there)."""
     with session_scope(request.app.state.engine) as session:
-        if crud.get_run(session, run_id=run_id) is None:
+        run = crud.get_run(session, run_id=run_id)
+        if run is None:
             raise NotFound(f"no run {run_id}")
+        source_id = body.get("source_run")
+        known_id = isinstance(source_id, int) and not isinstance(source_id, bool) and 1 <= source_id <= MAX_ID
+        source = crud.get_run(session, run_id=source_id) if known_id else None
+        spec = parse_for_run(body, run_spec=run.spec or {}, summary=run_summary(session, run),
+                             weights_steps=crud.checkpoint_steps(session, run_id=run_id, kind=CHECKPOINT_WEIGHTS),
+                             source_spec=source.spec if source is not None else None)
         job_id = jobs.submit_intervention_job(session, run_id=run_id, spec=spec.model_dump(mode="json")).id
     dispatch(request.app.state.settings, [job_id])  # after the commit
     return InterventionQueued(job_id=job_id, run_id=run_id)

@@ -29,6 +29,7 @@ from core.db.models import CheckpointKind
 from core.db.session import session_scope
 from core.names import SCORE_PATTERN
 from core.submit import dispatch
+from core.summary import run_summary
 from server import figures
 from server.deps import CurrentAccess, OwnerAccess, ReadSession, RunId, StepPath
 from server.errors import NotFound
@@ -121,7 +122,7 @@ def get_figures(run_id: RunId, access: CurrentAccess,
     access.require_run(run_id)
     run = views.get_run(session, run_id=run_id)
     rows = views.figure_rows(session, run_id=run_id, score=score)
-    return json_response(FigureSet(figures=figures.run_figures(rows, run.summary or {}, score=score)))
+    return json_response(FigureSet(figures=figures.run_figures(rows, run_summary(session, run), score=score)))  # so far, while live
 
 
 # ---------------------------------------------------------------- downloads

@@ -25,7 +25,7 @@ from core.specs.run import FLAT_FIELDS, RunSpec
 from server import figures
 from server.access import Access
 from server.deps import CurrentAccess, OwnerAccess, QueryId, ReadSession, RunId
-from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, parse_form
+from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, pair_errors, parse_form
 from server.views import runs as views
 from server.submit import budget, problems, submit
 
@@ -84,12 +84,15 @@ def run_page(request: Request, run_id: RunId, access: CurrentAccess,
     state, snapshot = _viewer_state(session, run, step=step, probe=probe, length=length, layer=layer, head=head)
     focus = (figures.attention_figure(snapshot, layer=state["layer"], head=state["head"]) if snapshot else None)
     state["score"] = score
+    stall_seconds = request.app.state.settings.stall_seconds
     page_data = {"api_base": access.url("/api"), "readonly": access.readonly, "state": state,
-                 "run": {"id": run.id, "status": run.status, "terminal": run.terminal, "snapshot_steps": run.snapshot_steps},
+                 "stall_seconds": stall_seconds, "stall_note_after_s": views.STALL_NOTE_AFTER_S,
+                 "run": {"id": run.id, "status": run.status, "terminal": run.terminal, "snapshot_steps": run.snapshot_steps,
+                         "verdict": run.summary.get("verdict")},
                  "snapshot": snapshot.model_dump(mode="json") if snapshot else None}
     return _page(request, "run.html", access, run=run, figures=figures.run_figures(rows, run.summary, score=score),
                  snapshot=snapshot, focus=focus, state=state, scores=SCORE_NAMES, role_titles=ROLE_TITLES,
-                 page_data=page_data)
+                 page_data=page_data, stall=views.stall_note(run.progress.silent_s, stall_seconds=stall_seconds))
 
 
 def _viewer_state(session: Session, run, *, step, probe, length, layer, head) -> tuple[dict, Any]:
@@ -165,15 +168,15 @@ def _submit_form(request: Request, access: Access, form: dict[str, str]) -> Resp
     preset = form.get("preset") if form.get("preset") in PRESETS else None
     meta = {"name": form.get("name", ""), "tags": form.get("tags", ""), "notes": form.get("notes", "")}
     engine = request.app.state.engine
-    if errors:
-        for field, message in problems(engine, parsed):
-            errors.setdefault(field, message)
-    else:
+    for field, message in problems(engine, parsed):  # every bad field at once, "there is no run 99" too
+        errors.setdefault(field, message)
+    if not errors:
         try:
             queued = submit(engine, request.app.state.settings, parsed, preset=preset)
         except SpecError as exc:
             errors = {field: message for field, message in reversed(exc.errors)}  # the first message per field wins
         else:
             return RedirectResponse(access.url(f"/runs/{queued.run_id}"), status_code=303)
+    errors = pair_errors(errors, flat)
     values = {**flat, **{key: form[key] for key in errors if key in form}}  # show what was typed
     return _form(request, access, values=values, preset=preset or "", meta=meta, errors=errors, status_code=422)

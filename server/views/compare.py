@@ -7,7 +7,7 @@ For every run the same probe sequence (by index in the probe set) and the same l
 linked steps: ``link=step`` takes the snapshot nearest to the same optimizer step, ``link=fraction``
 the one nearest to the same fraction of training (the first run is the reference; ``step`` is
 its step, by default its last snapshot). Also the signed difference map of the first two runs
-(A - B), their curves overlaid (test seq_acc, train loss, each circuit head's peaky_thres), and the
+(A - B), only where both read the same input sequence (else ``why_no_difference`` says why), their curves overlaid (test seq_acc, train loss, each circuit head's peaky_thres), and the
 spec keys whose values differ. Figures are plotly dicts from ``server.figures_compare``.
 """
 
@@ -22,6 +22,7 @@ from core.db import crud
 from core.db.models import Run
 from core.names import LOSS, PEAKY_THRES, ROLE_TITLES, ROLES, SEQ_ACC, TEST, TRAIN, metric_key, score_key
 from core.specs.errors import SpecError
+from core.summary import run_summary
 from server import figures_compare as F
 from server.access import Access
 from server.deps import MAX_ID, ascii_id
@@ -57,8 +58,8 @@ def _runs(session: Session, access: Access, run_ids: list[int]) -> list[Run]:
     return runs
 
 
-def _default_head(run: Run) -> tuple[int, int]:
-    head = (run.summary or {}).get("heads", {}).get("iteration")
+def _default_head(run: Run, summary: dict) -> tuple[int, int]:
+    head = summary.get("heads", {}).get("iteration")
     if head:
         return int(head["layer"]), int(head["head"])
     return max(int(run.spec.get("n_layers", 1)) - 1, 0), 0
@@ -81,7 +82,7 @@ def _panel(session: Session, run: Run, *, step: int | None, probe: int, layer: i
             "z": full_matrix(view.attention[layer][head])}
 
 
-def _curves(session: Session, runs: list[Run]) -> list[dict]:
+def _curves(session: Session, runs: list[Run], summaries: dict[int, dict]) -> list[dict]:
     figures = []
     for key, title, y_range in CURVES:
         series = []
@@ -93,7 +94,7 @@ def _curves(session: Session, runs: list[Run]) -> list[dict]:
     for role in ROLES:
         series = []
         for i, run in enumerate(runs):
-            head = (run.summary or {}).get("heads", {}).get(role)
+            head = summaries[run.id].get("heads", {}).get(role)
             if not head:
                 continue
             rows = crud.get_metrics(session, run_id=run.id,
@@ -115,7 +116,8 @@ def compare_view(session: Session, *, access: Access, run_ids: list[int], step: 
     reference = runs[0]
     if step is None:
         step = steps[reference.id][-1] if steps[reference.id] else 0
-    default_layer, default_head = _default_head(reference)
+    summaries = {run.id: run_summary(session, run) for run in runs}  # a live run's summary so far
+    default_layer, default_head = _default_head(reference, summaries[reference.id])
     layer = default_layer if layer is None else layer
     head = default_head if head is None else head
     probe = -1 if probe is None else probe
@@ -124,13 +126,12 @@ def compare_view(session: Session, *, access: Access, run_ids: list[int], step: 
         linked = F.linked_step(steps[run.id], step=step, reference_total=reference.total_steps or 1,
                                total=run.total_steps or 1, mode=link)
         panels.append(_panel(session, run, step=linked, probe=probe, layer=layer, head=head))
-    diff = None
+    diff, why_no_difference = None, _why_no_difference(panels[0], panels[1])
     a, b = panels[0], panels[1]
-    if "z" in a and "z" in b:
+    if why_no_difference is None:
         z = F.difference(a["z"], b["z"])
-        if z is not None:
-            diff = {"max_abs": float(np.nanmax(np.abs(np.asarray(z, dtype=np.float64)))) if z else 0.0,
-                    "figure": F.difference_figure(z, a["labels"], f"A - B (#{a['run_id']} minus #{b['run_id']}) · step {a['step']} vs {b['step']}")}
+        diff = {"max_abs": float(np.nanmax(np.abs(np.asarray(z, dtype=np.float64)))) if z else 0.0,
+                "figure": F.difference_figure(z, a["labels"], f"A - B (#{a['run_id']} minus #{b['run_id']}) · step {a['step']} vs {b['step']}")}
     for panel in panels:  # each map travels once, inside its figure
         panel["steps"] = steps[panel["run_id"]]
         if "z" in panel:
@@ -138,13 +139,27 @@ def compare_view(session: Session, *, access: Access, run_ids: list[int], step: 
                                                  f"{panel['title']} · L{layer}H{head} · step {panel['step']}")
     return {
         "runs": [{"id": run.id, "name": run.name, "status": run.status, "total_steps": run.total_steps,
-                  "url": access.url(f"/runs/{run.id}"), "verdict": (run.summary or {}).get("verdict")} for run in runs],
+                  "url": access.url(f"/runs/{run.id}"), "verdict": summaries[run.id].get("verdict")} for run in runs],
         "step": step, "link": link, "layer": layer, "head": head, "probe": panels[0].get("probe"),
         "same_probe": _same_probe(panels),
-        "panels": panels, "difference": diff,
-        "curves": _curves(session, runs),
+        "panels": panels, "difference": diff, "why_no_difference": why_no_difference,
+        "curves": _curves(session, runs, summaries),
         "config_diff": F.config_diff([run.spec for run in runs]),
     }
+
+
+def _why_no_difference(a: dict, b: dict) -> str | None:
+    """Why the first two runs get no A - B map, or None when they have one: a difference of attention
+    means something only where both runs read the very same input sequence (same tokens), such as
+    the same probe of two seeds; a parity run against a polynomial one has none to subtract."""
+    for panel in (a, b):
+        if "z" not in panel:
+            return f"no A - B: #{panel['run_id']} has no map here ({panel.get('error', 'no snapshot yet')})"
+    if a["tokens"] != b["tokens"]:
+        return (f"no A - B: the two runs read different input sequences here (#{a['run_id']}: "
+                f"{' '.join(a['labels'])}; #{b['run_id']}: {' '.join(b['labels'])}); a difference of "
+                "attention is drawn only where both read the same sequence")
+    return None
 
 
 def _same_probe(panels: list[dict]) -> bool:

@@ -41,6 +41,7 @@ from core.names import (
 )
 from core.problems import expected_keys
 from core.snapshots import real_width, token_label, unpack
+from core.summary import run_summary
 from server.access import OWNER, Access
 from server.errors import NotFound
 from server.views.schemas import (
@@ -135,23 +136,46 @@ def progress(run: Run, job: Job | None) -> Progress:
     step = max(int(figures.get("step") or 0), run.step or 0)
     total = int(figures.get("total") or run.total_steps or 0)
     running = run.status == Status.RUNNING.value
+    silent = jobs.seconds_without_progress(job) if running and job is not None else None
     return Progress(step=step, total=total, fraction=_fraction(step, total),
                     steps_per_s=figures.get("steps_per_s") if running else None,
                     eta_s=figures.get("eta_s") if running else None,
                     loss=figures.get("loss"), test_seq_acc=figures.get("test_seq_acc"), lr=figures.get("lr"),
                     job_id=job.id if job else None, job_status=job.status if job else None,
-                    attempt=job.attempt if job else None)
+                    attempt=job.attempt if job else None, silent_s=silent)
+
+
+STALL_NOTE_AFTER_S = 120  # a running job silent this long gets a "no progress for N min" line on its page
+
+
+def stall_note(silent_s: float | None, *, stall_seconds: int) -> str | None:
+    """"no progress for 7 min; ..." for a running job silent at least STALL_NOTE_AFTER_S, else None.
+
+    ``stall_seconds`` is the supervisor's limit (``CIRCUITBOARD_STALL_SECONDS``; 0: never kills).
+    ``static/js/run.js`` words the same sentence when it polls: keep the two in step."""
+    if silent_s is None or silent_s < STALL_NOTE_AFTER_S:
+        return None
+    note = f"no progress for {int(silent_s // 60)} min"
+    if not stall_seconds:
+        return note + "; the worker never kills a silent training process (CIRCUITBOARD_STALL_SECONDS=0)"
+    return (note + f"; the worker kills and resumes a training process silent for {_minutes(stall_seconds)}"
+            " (CIRCUITBOARD_STALL_SECONDS)")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def run_detail(session: Session, *, run_id: int, access: Access = OWNER) -> RunDetail:
-    """The run; its lineage names only the runs and the sweep that ``access`` may see."""
+    """The run; its lineage names only the runs and the sweep that ``access`` may see. Its summary is
+    the stored one, or, before the run has ended, the summary so far (``core.summary.run_summary``)."""
     run = get_run(session, run_id=run_id)
     job = latest_train_job(session, run_id=run_id)
     return RunDetail(
         id=run.id, url=f"/runs/{run.id}", name=run.name, status=run.status, preset=run.preset,
         tags=list(run.tags or []), notes=run.notes or "", created_at=run.created_at,
         started_at=run.started_at, finished_at=run.finished_at, progress=progress(run, job),
-        config=dict(run.spec or {}), summary=dict(run.summary or {}), lineage=lineage(session, run=run, access=access),
+        config=dict(run.spec or {}), summary=run_summary(session, run), lineage=lineage(session, run=run, access=access),
         error=run.error or (job.error if job is not None and job.status == Status.FAILED.value else None),
         snapshot_steps=crud.list_snapshot_steps(session, run_id=run_id),
         checkpoint_steps=crud.checkpoint_steps(session, run_id=run_id),

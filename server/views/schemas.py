@@ -26,6 +26,7 @@ class Progress(BaseModel):
     job_id: int | None = None
     job_status: str | None = None
     attempt: int | None = None
+    silent_s: float | None = None  # a RUNNING job: seconds since it last reported progress
 
 
 class RunItem(BaseModel):

@@ -152,6 +152,7 @@
       body: JSON.stringify(specFromForm(event.target)),
     });
     const body = await response.json().catch(() => ({}));
+    markInvalid(event.target, Array.isArray(body.detail) && !response.ok ? body.detail : []);
     if (!response.ok) {
       text(status, "refused: " + window.CB.problems(body, response.statusText));
       return;
@@ -164,6 +165,17 @@
       if (!job) continue;
       text(status, jobText(job));
       if (!["QUEUED", "RUNNING"].includes(job.status)) return;
+    }
+  }
+
+  function markInvalid(form, problems) {
+    // Each field a 422 names is outlined, its message in its tooltip; the others are cleared.
+    form.querySelectorAll(".invalid").forEach((el) => { el.classList.remove("invalid"); el.removeAttribute("title"); });
+    for (const problem of problems) {
+      const input = form.elements[problem.field];
+      if (!input || !input.classList) continue;
+      input.classList.add("invalid");
+      input.title = problem.msg;
     }
   }
 

@@ -31,7 +31,7 @@
       diffNote.textContent = "largest |A - B|: " + view.difference.max_abs.toFixed(3);
     } else {
       Plotly.purge(diff);
-      diffNote.textContent = "no difference map: the two maps differ in shape or one is missing";
+      diffNote.textContent = view.why_no_difference || "no A - B map";
     }
     view.curves.forEach(function (curve, i) {
       var el = document.getElementById("curve-" + i);

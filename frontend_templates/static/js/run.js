@@ -3,20 +3,27 @@
  *
  * State (step, probe, length, layer, head, score) is kept in the URL with history.replaceState, so a
  * copied link reopens the same view. While the run is not finished the page polls GET /api/runs/{id}
- * every POLL_MS; when new snapshot steps appear it redraws the curves (GET .../figures) and extends
- * the slider.
+ * every POLL_MS: the curves are redrawn (GET .../figures) when new snapshot steps appear, and at most
+ * every FIGURE_MS while the step moves (the loss is recorded about once a second); the summary
+ * section is re-read from the page when the verdict so far changes (an evaluation). The ETA comes
+ * from the steps done over the last RATE_WINDOW_MS of polls, not the worker's instant rate, so an
+ * evaluation pause does not make it jump; past the last step it says "final evaluation".
  */
 (function () {
   "use strict";
   const CB = window.CB;
   const POLL_MS = 1500;
+  const FIGURE_MS = 5000;
+  const RATE_WINDOW_MS = 60000;
   const page = CB.pageData();
   const runId = page.run.id;
   const state = Object.assign({}, page.state);
   let steps = page.run.snapshot_steps.slice();
   let snapshot = page.snapshot;
   let terminal = page.run.terminal;
-  let shownFigureSteps = steps.length;
+  let shownVerdict = page.run.verdict || null;  // the summary's verdict on the page: a new one re-reads the section
+  let figuresAt = 0, figuresStep = null;  // when the curves were last redrawn, and at which step
+  const seen = [];  // [time ms, step] of recent polls, for the ETA's rate
   const $ = (id) => document.getElementById(id);
 
   // ------------------------------------------------------------- attention viewer
@@ -140,8 +147,10 @@
     document.querySelector('[data-live="progress-text"]').textContent =
       "step " + run.progress.step.toLocaleString("en") + " / " + run.progress.total.toLocaleString("en");
     const p = run.progress, bits = [];
-    if (p.steps_per_s) bits.push(p.steps_per_s.toFixed(1) + " steps/s");
-    if (p.eta_s !== null && p.eta_s !== undefined && run.status === "RUNNING") bits.push("ETA " + CB.duration(p.eta_s));
+    const rate = steadyRate(p);
+    if (rate) bits.push(rate.toFixed(1) + " steps/s");
+    if (run.status === "RUNNING" && p.total && p.step >= p.total) bits.push("final evaluation");
+    else if (run.status === "RUNNING" && rate) bits.push("ETA " + roughDuration((p.total - p.step) / rate));
     if (p.loss !== null && p.loss !== undefined) bits.push("loss " + p.loss.toFixed(3));
     if (p.test_seq_acc !== null && p.test_seq_acc !== undefined) bits.push("test acc " + p.test_seq_acc.toFixed(2));
     document.querySelector('[data-live="eta"]').textContent = bits.join(" · ");
@@ -149,9 +158,38 @@
     error.textContent = run.error || "";
     error.hidden = !run.error;
     if (run.summary && run.summary.verdict) document.querySelector('[data-live="verdict"]').textContent = run.summary.verdict;
+    const stall = document.querySelector('[data-live="stall"]'), note = stallNote(run);
+    stall.textContent = note || "";
+    stall.hidden = !note;
     const cancel = $("cancel"), retry = $("retry");
     if (cancel) cancel.hidden = run.terminal;
     if (retry) retry.hidden = !(run.status === "FAILED" || run.status === "CANCELLED");
+  }
+
+  function steadyRate(p) {
+    // Steps per second over the last RATE_WINDOW_MS of polls; the worker's own figure until a window fills.
+    const now = Date.now();
+    if (!seen.length || seen[seen.length - 1][1] !== p.step) seen.push([now, p.step]);
+    while (seen.length > 2 && now - seen[1][0] > RATE_WINDOW_MS) seen.shift();
+    const [t0, s0] = seen[0], [t1, s1] = seen[seen.length - 1];
+    if (t1 - t0 >= 10000 && s1 > s0) return (s1 - s0) / ((now - t0) / 1000);
+    return p.steps_per_s || null;
+  }
+
+  function roughDuration(seconds) {
+    // "about N min" from two minutes to an hour and a half (a steadier read than seconds); CB.duration otherwise.
+    return seconds >= 120 && seconds < 5400 ? "about " + Math.round(seconds / 60) + " min" : CB.duration(seconds);
+  }
+
+  function stallNote(run) {
+    // The sentence of server.views.runs.stall_note, for the live page: keep the two in step.
+    const silent = run.progress.silent_s;
+    if (run.status !== "RUNNING" || silent === null || silent === undefined || silent < page.stall_note_after_s) return null;
+    const note = "no progress for " + Math.floor(silent / 60) + " min";
+    const limit = page.stall_seconds;
+    if (!limit) return note + "; the worker never kills a silent training process (CIRCUITBOARD_STALL_SECONDS=0)";
+    const shown = limit >= 60 ? String(Number((limit / 60).toPrecision(3))) + " min" : limit.toFixed(0) + " s";
+    return note + "; the worker kills and resumes a training process silent for " + shown + " (CIRCUITBOARD_STALL_SECONDS)";
   }
 
   async function poll() {
@@ -169,8 +207,16 @@
         setSlider();
         if (following) await loadSnapshot();
       }
-      if (grew || (terminal && !wasTerminal)) await refreshFigures();
-      if (terminal && !wasTerminal) await refreshSections();
+      const moved = run.progress.step !== figuresStep && Date.now() - figuresAt >= FIGURE_MS;
+      if (grew || moved || (terminal && !wasTerminal)) {
+        figuresAt = Date.now();
+        figuresStep = run.progress.step;
+        await refreshFigures();
+      }
+      const verdict = (run.summary && run.summary.verdict) || null;
+      if (terminal && !wasTerminal) await refreshSections(["summary", "details"]);
+      else if (verdict !== shownVerdict) await refreshSections(["summary"]);
+      shownVerdict = verdict;
       document.body.dataset.runStatus = run.status;
     } catch (error) {
       console.warn("poll failed:", error.message);
@@ -178,12 +224,12 @@
     if (!terminal) window.setTimeout(poll, POLL_MS);
   }
 
-  async function refreshSections() {
-    // The summary, lineage and downloads are written when the run ends: take them from the page itself.
+  async function refreshSections(ids) {
+    // The summary (so far, then final), lineage and downloads: take them from the page itself.
     const response = await fetch(window.location.href, {credentials: "same-origin"});
     if (!response.ok) return;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    ["summary", "details"].forEach((id) => {
+    ids.forEach((id) => {
       const mine = $(id), theirs = fresh.getElementById(id);
       if (mine && theirs) mine.replaceChildren(...[...theirs.childNodes].map((node) => document.importNode(node, true)));
     });

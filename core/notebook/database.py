@@ -73,7 +73,7 @@ class DatabaseSource:
             return {"id": run.id, "name": run.name, "status": run.status, "preset": run.preset,
                     "tags": list(run.tags or []), "notes": run.notes or "", "created_at": run.created_at,
                     "started_at": run.started_at, "finished_at": run.finished_at,
-                    "spec": dict(run.spec or {}), "summary": dict(run.summary or {}),
+                    "spec": dict(run.spec or {}), "summary": run_summary(session, run),  # the API's: so far, until it ends
                     "error": run.error or (job.error if failed else None),
                     "parent_run_id": run.parent_run_id, "parent_step": run.parent_step, "sweep_id": run.sweep_id,
                     "snapshot_steps": crud.list_snapshot_steps(session, run_id=run_id),

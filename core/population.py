@@ -1,0 +1,290 @@
+"""Populations: a seed set or a sweep grid read as distributions over its member runs (torch-free).
+
+    data = seed_set(session, sweep_id=7)                           # bands over seeds, emergence, the seeds' table
+    data = compare_sets(session, sweep_ids=[7, 9], threshold=0.99)  # steps to 0.99 accuracy per set, and the ratio
+    grid = grid_at(session, sweep_id=4, step=2000, score="peaky_abs")  # each cell run's figures at a step
+    rows = list_sweeps(session)                                    # every sweep: kind, cells, status counts
+
+A *seed set* is a sweep whose only stored axis is ``seed``; a sweep with other axes is a *grid*
+whose cells the dashboard averages over seeds. Members are ordinary runs (``runs.sweep_id``,
+``runs.sweep_cell``). A member's *circuit head* for a role is the one its summary names
+(``core.summary.run_summary``: stored when the run finished, else derived from its metrics), so the
+bands follow the same head the run page shows.
+
+The statistics at each step use only the members that recorded a real value there: a NaN, a NULL
+or a missing row leaves the member out of that step (``n`` says how many were counted); the std is
+the population std (ddof 0). Records are read in one query per view, and the grid's "latest value at
+or before a step" is one SQL aggregate (MAX(step) GROUP BY run, key) joined back to its rows, so a
+1,680-cell sweep costs a few queries, not one per run.
+
+Bad input raises ``core.specs.errors.SpecError`` naming the field (``step`` beyond the last
+snapshot, a seed set with no runs, a grid asked for as a seed set): the server answers 422. An
+unknown sweep raises ``core.sweeps.SweepError``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from core.db.models import Metric, Run, Snapshot, Status, Sweep
+from core.names import HEADLINE_SCORE, PEAKY_ABS, PEAKY_THRES, ROLES, SEQ_ACC, TEST, metric_key, score_key
+from core.specs.errors import SpecError
+from core.summary import run_summary
+from core.sweeps import SweepError
+
+ACCURACY_KEY = metric_key(TEST, SEQ_ACC)  # test/seq_acc: the paper's accuracy, L = 4..max_len
+BAND_SCORES = (PEAKY_THRES, PEAKY_ABS)  # the scores a seed set draws for each role's circuit head
+THRESHOLD = 0.99  # steps to this test accuracy: the compare view's measure of compute
+STATS = ("mean", "std", "min", "max", "q25", "median", "q75")
+
+
+# ---------------------------------------------------------------- statistics (pure)
+
+def spread(values: Iterable[float | None]) -> dict[str, Any]:
+    """``{"n", "mean", "std", "min", "max", "q25", "median", "q75"}`` of the real values (None: none)."""
+    real = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    if real.size == 0:
+        return {"n": 0, **{name: None for name in STATS}}
+    q25, median, q75 = np.quantile(real, [0.25, 0.5, 0.75])
+    return {"n": int(real.size), "mean": float(real.mean()), "std": float(real.std()), "min": float(real.min()),
+            "max": float(real.max()), "q25": float(q25), "median": float(median), "q75": float(q75)}
+
+
+def band(series: Sequence[dict[int, float | None]]) -> dict[str, Any]:
+    """Per-step statistics over members: ``series[i]`` maps step -> value of member i.
+
+    Returns ``{"steps": [...], "n": [...], "mean": [...], ...}`` over the union of the members'
+    steps, ascending; a statistic is None at a step where no member has a real value.
+    """
+    steps = sorted({step for member in series for step in member})
+    if not steps:
+        return {"steps": [], "n": [], **{name: [] for name in STATS}}
+    column = {step: j for j, step in enumerate(steps)}
+    matrix = np.full((len(series), len(steps)), np.nan)
+    for i, member in enumerate(series):
+        for step, value in member.items():
+            if value is not None:
+                matrix[i, column[step]] = value
+    counts = (~np.isnan(matrix)).sum(axis=0)
+    with warnings.catch_warnings():  # an all-NaN column is expected (n = 0 there), not a problem
+        warnings.simplefilter("ignore", RuntimeWarning)
+        figures = {"mean": np.nanmean(matrix, 0), "std": np.nanstd(matrix, 0), "min": np.nanmin(matrix, 0),
+                   "max": np.nanmax(matrix, 0)}
+        figures.update(zip(("q25", "median", "q75"), np.nanquantile(matrix, [0.25, 0.5, 0.75], axis=0)))
+    out: dict[str, Any] = {"steps": steps, "n": [int(c) for c in counts]}
+    for name in STATS:
+        out[name] = [None if c == 0 else float(v) for v, c in zip(figures[name], counts)]
+    return out
+
+
+def first_step_at(series: dict[int, float | None], threshold: float) -> int | None:
+    """The first recorded step whose value reaches ``threshold``, or None when none does."""
+    return next((step for step in sorted(series) if series[step] is not None and series[step] >= threshold), None)
+
+
+# ---------------------------------------------------------------- members and their records
+
+def _sweep(session: Session, sweep_id: int) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise SweepError(f"no sweep {sweep_id}")
+    return sweep
+
+
+def is_seed_set(sweep: Sweep) -> bool:
+    return set(sweep.axes or {}) == {"seed"}
+
+
+def _members(session: Session, sweep: Sweep) -> list[Run]:
+    """A seed set's runs, by seed; SpecError when it is a grid or has no runs yet."""
+    if not is_seed_set(sweep):
+        others = ", ".join(key for key in sweep.axes or {} if key != "seed") or "nothing"
+        raise SpecError([("sweep_id", f"sweep {sweep.id} varies {others}, not only the seed: "
+                                      f"open it as a grid at /sweeps/{sweep.id}")])
+    runs = list(session.scalars(select(Run).where(Run.sweep_id == sweep.id).order_by(Run.id)))
+    if not runs:
+        raise SpecError([("sweep_id", f"seed set {sweep.id} has no runs yet (its sweep job has not expanded it)")])
+    return sorted(runs, key=lambda run: ((run.sweep_cell or {}).get("seed", math.inf), run.id))
+
+
+def _series(session: Session, run_ids: Sequence[int], keys: Iterable[str]) -> dict[tuple[int, str], dict[int, float | None]]:
+    """(run, key) -> {step: value} for these runs and keys, in one query (NULL, the stored NaN, as None)."""
+    out: dict[tuple[int, str], dict[int, float | None]] = defaultdict(dict)
+    keys = sorted(set(keys))
+    if not run_ids or not keys:
+        return out
+    query = select(Metric.run_id, Metric.key, Metric.step, Metric.value).where(
+        Metric.run_id.in_(list(run_ids)), Metric.key.in_(keys))
+    for run_id, key, step, value in session.execute(query):
+        out[(run_id, key)][step] = value
+    return out
+
+
+def _head_key(summary: dict, role: str, score: str) -> str | None:
+    head = (summary.get("heads") or {}).get(role)
+    return None if head is None else score_key(role, score, head["layer"], head["head"])
+
+
+def _member_row(run: Run, summary: dict, steps_to: int | None) -> dict[str, Any]:
+    heads = summary.get("heads") or {}
+    grades = [heads.get(role, {}).get("grade", "none") for role in ROLES]
+    formed = "clear" if all(g == "clear" for g in grades) else "none" if all(g == "none" for g in grades) else "partial"
+    return {"run_id": run.id, "name": run.name, "status": run.status, "seed": (run.sweep_cell or {}).get("seed"),
+            "step": run.step, "total_steps": run.total_steps,
+            "accuracy": ((summary.get("accuracy") or {}).get(TEST) or {}).get(SEQ_ACC),
+            "heads": {role: {"label": info["label"], "grade": info.get("grade"),
+                             "emerged_step": info.get("emerged_step"),
+                             HEADLINE_SCORE: (info.get("scores") or {}).get(HEADLINE_SCORE)}
+                      for role, info in heads.items()},
+            "formed": formed, "verdict": summary.get("verdict", ""), "steps_to_threshold": steps_to}
+
+
+FORMED_ORDER = {"clear": 0, "partial": 1, "none": 2}
+
+
+def seed_set(session: Session, *, sweep_id: int, threshold: float = THRESHOLD) -> dict[str, Any]:
+    """A seed set's bands, emergence steps and members (JSON-ready).
+
+    ``curves``: ``{"accuracy": band, "eoi_locator/peaky_thres": band, ...}`` (``band``'s shape);
+    ``emergence``: per role, the members' emergence steps and how many never emerged;
+    ``members``: one row per seed, those that formed the whole circuit first, then partial, then
+    none, each group by final accuracy (best first); ``steps_to_threshold``: ``spread`` of the
+    first step each member reached ``threshold`` test accuracy (members that never did are counted
+    in ``never``).
+    """
+    sweep = _sweep(session, sweep_id)
+    runs = _members(session, sweep)
+    summaries = {run.id: run_summary(session, run) for run in runs}
+    wanted = {(run.id, "accuracy"): ACCURACY_KEY for run in runs}
+    for run in runs:
+        for role in ROLES:
+            for score in BAND_SCORES:
+                key = _head_key(summaries[run.id], role, score)
+                if key is not None:
+                    wanted[(run.id, f"{role}/{score}")] = key
+    rows = _series(session, [run.id for run in runs], wanted.values())
+    curves = {}
+    for curve in ("accuracy", *(f"{role}/{score}" for role in ROLES for score in BAND_SCORES)):
+        curves[curve] = band([rows.get((run.id, wanted[(run.id, curve)]), {}) if (run.id, curve) in wanted else {}
+                              for run in runs])
+    steps_to = {run.id: first_step_at(rows.get((run.id, ACCURACY_KEY), {}), threshold) for run in runs}
+    emergence = {}
+    for role in ROLES:
+        steps = [((summaries[run.id].get("heads") or {}).get(role) or {}).get("emerged_step") for run in runs]
+        emergence[role] = {"steps": sorted(s for s in steps if s is not None),
+                           "never": sum(1 for s in steps if s is None), **spread(steps)}
+    members = [_member_row(run, summaries[run.id], steps_to[run.id]) for run in runs]
+    members.sort(key=lambda m: (FORMED_ORDER[m["formed"]], -(m["accuracy"] if m["accuracy"] is not None else -1),
+                                m["seed"] if m["seed"] is not None else math.inf))
+    reached = [s for s in steps_to.values() if s is not None]
+    return {"id": sweep.id, "name": sweep.name, "preset": sweep.preset, "seeds": len(runs),
+            "status": dict(Counter(run.status for run in runs)), "curves": curves, "emergence": emergence,
+            "members": members, "threshold": threshold,
+            "steps_to_threshold": {**spread(reached), "never": len(runs) - len(reached)},
+            "formed": dict(Counter(m["formed"] for m in members))}
+
+
+def compare_sets(session: Session, *, sweep_ids: Sequence[int], threshold: float = THRESHOLD) -> dict[str, Any]:
+    """Two or more seed sets side by side: each set's ``seed_set`` and its steps to ``threshold``.
+
+    ``ratios[i]`` is the first set's median steps-to-threshold over set i's (``10.0``: set i needs
+    ten times fewer steps, the paper's "order of magnitude less compute"); None where a median is
+    missing. SpecError (field ``sets``) for fewer than two distinct sets.
+    """
+    ids = list(dict.fromkeys(sweep_ids))
+    if len(ids) < 2:
+        raise SpecError([("sets", f"name two or more seed sets to compare (got {len(ids)})")])
+    sets = []
+    for sweep_id in ids:
+        try:
+            sets.append(seed_set(session, sweep_id=sweep_id, threshold=threshold))
+        except SpecError as exc:  # name the field the request used
+            raise SpecError([("sets", message) for _field, message in exc.errors]) from None
+    reference = sets[0]["steps_to_threshold"]["median"]
+    ratios = [None if reference is None or s["steps_to_threshold"]["median"] in (None, 0)
+              else reference / s["steps_to_threshold"]["median"] for s in sets]
+    return {"threshold": threshold, "sets": sets, "ratios": ratios}
+
+
+# ---------------------------------------------------------------- grids through training
+
+def snapshot_steps(session: Session, *, sweep_id: int) -> list[int]:
+    """Every step at which some run of the sweep has a snapshot, ascending."""
+    query = (select(Snapshot.step).join(Run, Run.id == Snapshot.run_id).where(Run.sweep_id == sweep_id)
+             .distinct().order_by(Snapshot.step))
+    return list(session.scalars(query))
+
+
+def check_step(step: int | None, steps: Sequence[int]) -> None:
+    """SpecError (field ``step``) when ``step`` lies beyond the last snapshot (or there is none)."""
+    if step is None:
+        return
+    if not steps:
+        raise SpecError([("step", f"no run of this sweep has a snapshot yet (asked for step {step})")])
+    if step > steps[-1]:
+        raise SpecError([("step", f"step {step} is beyond the last snapshot (step {steps[-1]})")])
+
+
+def grid_at(session: Session, *, sweep_id: int, step: int, score: str = PEAKY_THRES,
+            summaries: dict[int, dict] | None = None) -> dict[int, dict[str, float | None]]:
+    """Each run of the sweep -> ``{"test_seq_acc", "eoi_locator", "iteration"}`` at ``step``: its
+    latest value at or before the step (its circuit heads' ``score``), None where it recorded none.
+
+    ``summaries``: the runs' summaries when the caller has them (run id -> summary), else read here.
+    One SQL aggregate finds each (run, key)'s latest step; one join reads those rows.
+    """
+    runs = list(session.execute(select(Run.id, Run.summary, Run.status).where(Run.sweep_id == sweep_id)))
+    if summaries is None:
+        summaries = {}
+    wanted: dict[int, dict[str, str]] = {}
+    for run_id, summary, _status in runs:
+        found = summaries.get(run_id) or summary or run_summary(session, session.get(Run, run_id))
+        wanted[run_id] = {"test_seq_acc": ACCURACY_KEY}
+        for role in ROLES:
+            key = _head_key(found, role, score)
+            if key is not None:
+                wanted[run_id][role] = key
+    keys = sorted({key for by_name in wanted.values() for key in by_name.values()})
+    latest = (select(Metric.run_id, Metric.key, func.max(Metric.step).label("step"))
+              .join(Run, Run.id == Metric.run_id)
+              .where(Run.sweep_id == sweep_id, Metric.key.in_(keys), Metric.step <= step)
+              .group_by(Metric.run_id, Metric.key).subquery())
+    query = select(Metric.run_id, Metric.key, Metric.value).join(latest, and_(
+        Metric.run_id == latest.c.run_id, Metric.key == latest.c.key, Metric.step == latest.c.step))
+    values = {(run_id, key): value for run_id, key, value in session.execute(query)} if keys else {}
+    return {run_id: {name: values.get((run_id, by_name[name])) if name in by_name else None
+                     for name in ("test_seq_acc", *ROLES)} for run_id, by_name in wanted.items()}
+
+
+# ---------------------------------------------------------------- the sweeps index
+
+def list_sweeps(session: Session, *, sweep_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Every sweep (or those of ``sweep_ids``), newest first: kind (``seed set`` or ``grid``), the
+    grid's cell count, how many runs it made and how many are in each status (one GROUP BY)."""
+    query = select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id.desc())
+    if sweep_ids is not None:
+        query = query.where(Sweep.id.in_(sorted(sweep_ids)))
+    sweeps = list(session.scalars(query))
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if sweeps:
+        grouped = (select(Run.sweep_id, Run.status, func.count()).where(Run.sweep_id.in_([s.id for s in sweeps]))
+                   .group_by(Run.sweep_id, Run.status))
+        for sweep_id, status, count in session.execute(grouped):
+            counts[sweep_id][status] = count
+    out = []
+    for sweep in sweeps:
+        cells = math.prod(len(values) for values in (sweep.axes or {}).values()) if sweep.axes else 0
+        by_status = {status.value: counts[sweep.id].get(status.value, 0) for status in Status}
+        out.append({"id": sweep.id, "name": sweep.name, "preset": sweep.preset, "axes": sweep.axes,
+                    "kind": "seed set" if is_seed_set(sweep) else "grid", "cells": cells,
+                    "runs": sum(by_status.values()), "status": by_status,
+                    "created_at": sweep.created_at.isoformat() if sweep.created_at else None})
+    return out

@@ -86,7 +86,7 @@ def grid_figure(*, x_values: Sequence[Any], y_values: Sequence[Any], cells: Sequ
     label = lambda value: "all" if value is None else str(value)  # noqa: E731 - an axis not swept: one row/column
     z, hover, text = [], [], []
     for row in cells:
-        z.append([None if c is None or c["mean"] is None else round(c["mean"], 4) for c in row])
+        z.append([None if c is None else c["mean"] for c in row])
         text.append(["" if c is None or c["mean"] is None else f"{c['mean']:.2f}" for c in row])
         hover.append(["no value" if c is None or c["mean"] is None else
                       f"mean {c['mean']:.3f} ± {c['std']:.3f} (std)<br>min {c['min']:.3f}, max {c['max']:.3f}"

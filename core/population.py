@@ -49,13 +49,26 @@ STATS = ("mean", "std", "min", "max", "q25", "median", "q75")
 # ---------------------------------------------------------------- statistics (pure)
 
 def spread(values: Iterable[float | None]) -> dict[str, Any]:
-    """``{"n", "mean", "std", "min", "max", "q25", "median", "q75"}`` of the real values (None: none)."""
-    real = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    if real.size == 0:
+    """``{"n", "mean", "std", "min", "max", "q25", "median", "q75"}`` of the real values (None: none).
+
+    Plain Python, not numpy: a grid calls it once per cell and figure (5,000 times for 1,680 cells),
+    where numpy's per-call overhead would dominate. Quantiles interpolate linearly, as numpy's default.
+    """
+    real = sorted(v for v in values if v is not None and not math.isnan(v))
+    n = len(real)
+    if n == 0:
         return {"n": 0, **{name: None for name in STATS}}
-    q25, median, q75 = np.quantile(real, [0.25, 0.5, 0.75])
-    return {"n": int(real.size), "mean": float(real.mean()), "std": float(real.std()), "min": float(real.min()),
-            "max": float(real.max()), "q25": float(q25), "median": float(median), "q75": float(q75)}
+    mean = math.fsum(real) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in real) / n)
+    return {"n": n, "mean": mean, "std": std, "min": real[0], "max": real[-1], "q25": _quantile(real, 0.25),
+            "median": _quantile(real, 0.5), "q75": _quantile(real, 0.75)}
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def band(series: Sequence[dict[int, float | None]]) -> dict[str, Any]:

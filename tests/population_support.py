@@ -47,8 +47,8 @@ def member_rows(steps: Sequence[int], midpoint: float | None, *, n_heads: int = 
                 for head in range(n_heads):
                     circuit = layer == EXPECTED_LAYER[role] and head == 0
                     for score in scores:
-                        rows.append((score_key(role, score, layer, head), step,
-                                     round(value * (0.98 if circuit else 0.2) + 0.01 * head, 6)))
+                        scale = (0.98 if circuit else 0.2) * (0.8 if score == "peaky_abs" else 1.0)
+                        rows.append((score_key(role, score, layer, head), step, round(value * scale + 0.01 * head, 6)))
     return rows
 
 
@@ -91,7 +91,9 @@ def grid_rows(session, *, axes: dict[str, list], seeds: Sequence[int], steps: Se
     session.add(sweep)
     session.flush()
     span = steps[-1] - steps[0]
-    midpoint = midpoint or (lambda cell: steps[0] + span * (1 - x_values.index(cell[x_key]) / len(x_values)) * 0.8)
+    midpoint = midpoint or (lambda cell: steps[0] + span * (0.9 - 0.6 * x_values.index(cell[x_key]) / len(x_values)
+                                                             + 0.2 * y_values.index(cell[y_key]) / len(y_values)
+                                                             + 0.05 * seeds.index(cell["seed"])))
     for x in x_values:
         for y in y_values:
             for seed in seeds:

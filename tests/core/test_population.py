@@ -173,3 +173,12 @@ def test_the_sweeps_index_counts_cells_and_statuses(engine):
     assert rows[seeds]["status"]["RUNNING"] == 1 and rows[seeds]["status"]["SUCCEEDED"] == 2
     assert rows[grid]["kind"] == "grid" and rows[grid]["cells"] == 2 and rows[grid]["status"]["QUEUED"] == 0
     assert [row["id"] for row in only] == [grid]
+
+
+def test_spread_is_numpy_on_any_list():
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 4, 7, 100):
+        values = list(rng.normal(size=size))
+        got = P.spread([*values, None, math.nan])
+        expected = numpy_stats(values)
+        assert got["n"] == size and all(got[name] == pytest.approx(expected[name]) for name in P.STATS)

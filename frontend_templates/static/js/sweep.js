@@ -66,6 +66,8 @@
     var rows = document.createDocumentFragment();
     view.cells.forEach(function (cell) { rows.appendChild(cellRow(cell)); });
     body.replaceChildren(rows);
+    document.querySelectorAll(".score-name").forEach(function (el) { el.textContent = view.score; });
+    document.getElementById("cells-when").textContent = view.step === null ? "final" : "at step " + view.step.toLocaleString("en");
     slider.max = String(view.steps.length);
     label.textContent = view.step === null ? "final" : "step " + view.step.toLocaleString("en");
   }

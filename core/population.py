@@ -2,6 +2,7 @@
 
     data = seed_set(session, sweep_id=7)                           # bands over seeds, emergence, the seeds' table
     data = compare_sets(session, sweep_ids=[7, 9], threshold=0.99)  # steps to 0.99 accuracy per set, and the ratio
+    runs = grid_members(session, sweep_id=4, score="peaky_abs")    # each run of a grid: cell, final figures, heads
     grid = grid_at(session, sweep_id=4, step=2000, score="peaky_abs")  # each cell run's figures at a step
     rows = list_sweeps(session)                                    # every sweep: kind, cells, status counts
 
@@ -13,9 +14,10 @@ bands follow the same head the run page shows.
 
 The statistics at each step use only the members that recorded a real value there: a NaN, a NULL
 or a missing row leaves the member out of that step (``n`` says how many were counted); the std is
-the population std (ddof 0). Records are read in one query per view, and the grid's "latest value at
-or before a step" is one SQL aggregate (MAX(step) GROUP BY run, key) joined back to its rows, so a
-1,680-cell sweep costs a few queries, not one per run.
+the population std (ddof 0). The database aggregates: the bands are one GROUP BY key, step over the
+members' (run, key) rows, steps to a threshold one GROUP BY run, and the grid's "latest value at or before a
+step" one MAX(step) GROUP BY run, key joined back to its rows, so 100 seeds x 100 steps or a
+1,680-cell sweep cost a few queries that return what the page draws, not every row.
 
 Bad input raises ``core.specs.errors.SpecError`` naming the field (``step`` beyond the last
 snapshot, a seed set with no runs, a grid asked for as a seed set): the server answers 422. An
@@ -25,13 +27,11 @@ unknown sweep raises ``core.sweeps.SweepError``.
 from __future__ import annotations
 
 import math
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.db.models import Metric, Run, Snapshot, Status, Sweep
@@ -71,38 +71,6 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def band(series: Sequence[dict[int, float | None]]) -> dict[str, Any]:
-    """Per-step statistics over members: ``series[i]`` maps step -> value of member i.
-
-    Returns ``{"steps": [...], "n": [...], "mean": [...], ...}`` over the union of the members'
-    steps, ascending; a statistic is None at a step where no member has a real value.
-    """
-    steps = sorted({step for member in series for step in member})
-    if not steps:
-        return {"steps": [], "n": [], **{name: [] for name in STATS}}
-    column = {step: j for j, step in enumerate(steps)}
-    matrix = np.full((len(series), len(steps)), np.nan)
-    for i, member in enumerate(series):
-        for step, value in member.items():
-            if value is not None:
-                matrix[i, column[step]] = value
-    counts = (~np.isnan(matrix)).sum(axis=0)
-    with warnings.catch_warnings():  # an all-NaN column is expected (n = 0 there), not a problem
-        warnings.simplefilter("ignore", RuntimeWarning)
-        figures = {"mean": np.nanmean(matrix, 0), "std": np.nanstd(matrix, 0), "min": np.nanmin(matrix, 0),
-                   "max": np.nanmax(matrix, 0)}
-        figures.update(zip(("q25", "median", "q75"), np.nanquantile(matrix, [0.25, 0.5, 0.75], axis=0)))
-    out: dict[str, Any] = {"steps": steps, "n": [int(c) for c in counts]}
-    for name in STATS:
-        out[name] = [None if c == 0 else float(v) for v, c in zip(figures[name], counts)]
-    return out
-
-
-def first_step_at(series: dict[int, float | None], threshold: float) -> int | None:
-    """The first recorded step whose value reaches ``threshold``, or None when none does."""
-    return next((step for step in sorted(series) if series[step] is not None and series[step] >= threshold), None)
-
-
 # ---------------------------------------------------------------- members and their records
 
 def _sweep(session: Session, sweep_id: int) -> Sweep:
@@ -128,17 +96,67 @@ def _members(session: Session, sweep: Sweep) -> list[Run]:
     return sorted(runs, key=lambda run: ((run.sweep_cell or {}).get("seed", math.inf), run.id))
 
 
-def _series(session: Session, run_ids: Sequence[int], keys: Iterable[str]) -> dict[tuple[int, str], dict[int, float | None]]:
-    """(run, key) -> {step: value} for these runs and keys, in one query (NULL, the stored NaN, as None)."""
-    out: dict[tuple[int, str], dict[int, float | None]] = defaultdict(dict)
-    keys = sorted(set(keys))
-    if not run_ids or not keys:
-        return out
-    query = select(Metric.run_id, Metric.key, Metric.step, Metric.value).where(
-        Metric.run_id.in_(list(run_ids)), Metric.key.in_(keys))
-    for run_id, key, step, value in session.execute(query):
-        out[(run_id, key)][step] = value
+BAND_STATS = ("mean", "std", "min", "max")
+
+
+def bands(session: Session, curves: dict[str, Sequence[tuple[int, str]]]) -> dict[str, dict[str, Any]]:
+    """Per-step statistics over members, aggregated by the database, for several curves at once.
+
+    ``curves`` maps a curve's name to its members' (run, key) pairs (each member's own circuit-head
+    key); a key must belong to one curve only (score keys name their role and score, so they do).
+    Returns, per curve, ``{"steps": [...], "n": [...], "mean": [...], "std": [...], "min": [...],
+    "max": [...]}``, steps ascending over every step some member recorded; ``n`` counts the members
+    with a real value there (NULL, the stored NaN, is left out by SQL's aggregates) and the
+    statistics are None where it is 0. One query, GROUP BY key and step, whose WHERE is a
+    ``key = k AND run_id IN (...)`` per distinct key, so it seeks the primary key: 100 seeds x 100
+    steps x 5 curves return about a thousand rows, merged here by curve.
+    """
+    curve_of: dict[str, str] = {}
+    runs_of: dict[str, set[int]] = defaultdict(set)
+    for curve, pairs in curves.items():
+        for run_id, key in pairs:
+            curve_of[key] = curve
+            runs_of[key].add(run_id)
+    totals: dict[str, dict[int, list[float]]] = {curve: {} for curve in curves}  # step -> [n, sum, sum sq, min, max]
+    if runs_of:
+        value = Metric.value
+        query = (select(Metric.key, Metric.step, func.count(value), func.sum(value), func.sum(value * value),
+                        func.min(value), func.max(value))
+                 .where(or_(*(and_(Metric.key == key, Metric.run_id.in_(sorted(ids))) for key, ids in runs_of.items())))
+                 .group_by(Metric.key, Metric.step))
+        for key, step, n, total, squares, low, high in session.execute(query):
+            found = totals[curve_of[key]].get(step)
+            if found is None:
+                totals[curve_of[key]][step] = [n, total or 0.0, squares or 0.0, low, high]
+                continue
+            found[0] += n
+            found[1] += total or 0.0
+            found[2] += squares or 0.0
+            found[3] = low if found[3] is None else found[3] if low is None else min(found[3], low)
+            found[4] = high if found[4] is None else found[4] if high is None else max(found[4], high)
+    out = {}
+    for curve, by_step in totals.items():
+        band: dict[str, Any] = {"steps": sorted(by_step), "n": [], **{name: [] for name in BAND_STATS}}
+        for step in band["steps"]:
+            n, total, squares, low, high = by_step[step]
+            mean = total / n if n else None
+            band["n"].append(n)
+            band["mean"].append(mean)
+            band["std"].append(math.sqrt(max(0.0, squares / n - mean * mean)) if n else None)
+            band["min"].append(None if low is None else float(low))
+            band["max"].append(None if high is None else float(high))
+        out[curve] = band
     return out
+
+
+def first_steps_at(session: Session, run_ids: Sequence[int], key: str, threshold: float) -> dict[int, int]:
+    """Run -> the first step its ``key`` reached ``threshold`` (runs that never did are absent): one GROUP BY."""
+    if not run_ids:
+        return {}
+    query = (select(Metric.run_id, func.min(Metric.step))
+             .where(Metric.run_id.in_(list(run_ids)), Metric.key == key, Metric.value >= threshold)
+             .group_by(Metric.run_id))
+    return dict(session.execute(query).all())
 
 
 def _head_key(summary: dict, role: str, score: str) -> str | None:
@@ -176,19 +194,14 @@ def seed_set(session: Session, *, sweep_id: int, threshold: float = THRESHOLD) -
     sweep = _sweep(session, sweep_id)
     runs = _members(session, sweep)
     summaries = {run.id: run_summary(session, run) for run in runs}
-    wanted = {(run.id, "accuracy"): ACCURACY_KEY for run in runs}
-    for run in runs:
-        for role in ROLES:
-            for score in BAND_SCORES:
-                key = _head_key(summaries[run.id], role, score)
-                if key is not None:
-                    wanted[(run.id, f"{role}/{score}")] = key
-    rows = _series(session, [run.id for run in runs], wanted.values())
-    curves = {}
-    for curve in ("accuracy", *(f"{role}/{score}" for role in ROLES for score in BAND_SCORES)):
-        curves[curve] = band([rows.get((run.id, wanted[(run.id, curve)]), {}) if (run.id, curve) in wanted else {}
-                              for run in runs])
-    steps_to = {run.id: first_step_at(rows.get((run.id, ACCURACY_KEY), {}), threshold) for run in runs}
+    pairs: dict[str, list[tuple[int, str]]] = {"accuracy": [(run.id, ACCURACY_KEY) for run in runs]}
+    for role in ROLES:
+        for score in BAND_SCORES:
+            pairs[f"{role}/{score}"] = [(run.id, key) for run in runs
+                                        if (key := _head_key(summaries[run.id], role, score)) is not None]
+    curves = bands(session, pairs)
+    first = first_steps_at(session, [run.id for run in runs], ACCURACY_KEY, threshold)
+    steps_to = {run.id: first.get(run.id) for run in runs}
     emergence = {}
     for role in ROLES:
         steps = [((summaries[run.id].get("heads") or {}).get(role) or {}).get("emerged_step") for run in runs]
@@ -246,25 +259,60 @@ def check_step(step: int | None, steps: Sequence[int]) -> None:
         raise SpecError([("step", f"step {step} is beyond the last snapshot (step {steps[-1]})")])
 
 
+def grid_members(session: Session, *, sweep_id: int, score: str = PEAKY_THRES) -> list[dict[str, Any]]:
+    """Every run of the sweep, narrow, in id order: ``{"id", "name", "status", "step", "total_steps",
+    "cell", "final": {"test_seq_acc", "eoi_locator", "iteration"}, "heads": {role: (layer, head)}}``.
+
+    ``final`` is the run's summary's (the circuit heads' final ``score``). The database extracts
+    those few numbers from each summary (a JSON path, on SQLite and PostgreSQL alike) instead of
+    handing over 1,680 whole summaries to decode; a run with no stored summary yet (a live one)
+    has it derived from its metrics (``run_summary``).
+    """
+    summary = Run.summary
+    columns = [Run.id, Run.name, Run.status, Run.step, Run.total_steps, Run.sweep_cell,
+               summary[("verdict",)].as_string(), summary[("accuracy", TEST, SEQ_ACC)].as_float()]
+    for role in ROLES:
+        columns += [summary[("heads", role, "layer")].as_integer(), summary[("heads", role, "head")].as_integer(),
+                    summary[("heads", role, "scores", score)].as_float()]
+    members = []
+    for row in session.execute(select(*columns).where(Run.sweep_id == sweep_id).order_by(Run.id)):
+        run_id, name, status, step, total, cell, verdict, accuracy, *heads = row
+        final = {"test_seq_acc": accuracy}
+        circuit: dict[str, tuple[int, int]] = {}
+        if verdict is None:  # no summary stored yet: derive it, as the run page does
+            derived = run_summary(session, session.get(Run, run_id))
+            final["test_seq_acc"] = ((derived.get("accuracy") or {}).get(TEST) or {}).get(SEQ_ACC)
+            for role in ROLES:
+                head = (derived.get("heads") or {}).get(role)
+                final[role] = None if head is None else (head.get("scores") or {}).get(score)
+                if head is not None:
+                    circuit[role] = (head["layer"], head["head"])
+        else:
+            for k, role in enumerate(ROLES):
+                layer, head, value = heads[3 * k:3 * k + 3]
+                final[role] = value
+                if layer is not None and head is not None:
+                    circuit[role] = (layer, head)
+        members.append({"id": run_id, "name": name, "status": status, "step": step, "total_steps": total,
+                        "cell": dict(cell or {}), "final": final, "heads": circuit})
+    return members
+
+
 def grid_at(session: Session, *, sweep_id: int, step: int, score: str = PEAKY_THRES,
-            summaries: dict[int, dict] | None = None) -> dict[int, dict[str, float | None]]:
+            members: Sequence[dict[str, Any]] | None = None) -> dict[int, dict[str, float | None]]:
     """Each run of the sweep -> ``{"test_seq_acc", "eoi_locator", "iteration"}`` at ``step``: its
     latest value at or before the step (its circuit heads' ``score``), None where it recorded none.
 
-    ``summaries``: the runs' summaries when the caller has them (run id -> summary), else read here.
-    One SQL aggregate finds each (run, key)'s latest step; one join reads those rows.
+    ``members``: ``grid_members(...)`` when the caller has it, else read here. One SQL aggregate
+    finds each (run, key)'s latest step; one join reads those rows.
     """
-    runs = list(session.execute(select(Run.id, Run.summary, Run.status).where(Run.sweep_id == sweep_id)))
-    if summaries is None:
-        summaries = {}
+    if members is None:
+        members = grid_members(session, sweep_id=sweep_id, score=score)
     wanted: dict[int, dict[str, str]] = {}
-    for run_id, summary, _status in runs:
-        found = summaries.get(run_id) or summary or run_summary(session, session.get(Run, run_id))
-        wanted[run_id] = {"test_seq_acc": ACCURACY_KEY}
-        for role in ROLES:
-            key = _head_key(found, role, score)
-            if key is not None:
-                wanted[run_id][role] = key
+    for member in members:
+        wanted[member["id"]] = {"test_seq_acc": ACCURACY_KEY}
+        for role, (layer, head) in member["heads"].items():
+            wanted[member["id"]][role] = score_key(role, score, layer, head)
     keys = sorted({key for by_name in wanted.values() for key in by_name.values()})
     latest = (select(Metric.run_id, Metric.key, func.max(Metric.step).label("step"))
               .join(Run, Run.id == Metric.run_id)

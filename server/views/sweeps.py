@@ -6,7 +6,8 @@
 
 Every cell carries its run's test accuracy and each circuit head's score (peaky_thres unless asked),
 final or at a snapshot step; the heatmaps put those over the two swept axes (mean over seeds, the
-std, min, max and n on hover), and ``links`` gives the run a click on each heatmap cell opens. The grid is read with ``core.sweeps.sweep_cells``; links are ``access.url``
+std, min, max and n on hover), and ``links`` gives the run a click on each heatmap cell opens. The grid is read with ``core.population.grid_members`` (a few numbers of each
+run, extracted by the database) in the order ``core.sweeps.sweep_cells`` uses; links are ``access.url``
 paths, so a shared sweep links inside its share.
 """
 
@@ -20,20 +21,22 @@ from sqlalchemy.orm import Session
 from core import population
 from core.db.models import Sweep
 from core.names import PEAKY_THRES, ROLE_TITLES, ROLES, SCORES
-from core.sweeps import sweep_cells
+from core.specs.errors import SpecError
+from core.specs.sweep import SweepSpec, cell_label
 from server import figures_population as F
 from server.access import Access
 from server.errors import NotFound
 
 
-def cell_values(run: dict | None, score: str = PEAKY_THRES) -> dict[str, float | None]:
-    """A cell run's final figures: test seq_acc and each circuit head's final ``score`` (its summary's)."""
-    summary = (run or {}).get("summary") or {}
-    values = {"test_seq_acc": ((summary.get("accuracy") or {}).get("test") or {}).get("seq_acc")}
-    for role in ROLES:
-        head = (summary.get("heads") or {}).get(role) or {}
-        values[role] = (head.get("scores") or {}).get(score)
-    return values
+def grid_order(sweep: Sweep, members: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(cell, its run or None) for every cell in grid order; the runs' own cells when the stored grid
+    no longer parses (the spec rules changed, or more cells than a new sweep may have)."""
+    runs = {tuple(sorted(member["cell"].items())): member for member in members}
+    try:
+        cells = SweepSpec.from_stored(sweep.spec, sweep.axes).cells()
+    except SpecError:
+        return [(member["cell"], member) for member in members]
+    return [(cell, runs.get(tuple(sorted(cell.items())))) for cell in cells]
 
 
 def grid_axes(axes: dict[str, list]) -> tuple[str | None, list, str | None, list]:
@@ -59,16 +62,14 @@ def sweep_view(session: Session, *, sweep_id: int, access: Access, step: int | N
         raise NotFound(f"no sweep {sweep_id}")
     steps = population.snapshot_steps(session, sweep_id=sweep_id)
     population.check_step(step, steps)
-    grid = sweep_cells(session, sweep_id=sweep_id)
-    at = None
-    if step is not None:
-        at = population.grid_at(session, sweep_id=sweep_id, step=step, score=score,
-                                summaries={c["run"]["id"]: c["run"]["summary"] for c in grid if c["run"]})
+    members = population.grid_members(session, sweep_id=sweep_id, score=score)
+    at = None if step is None else population.grid_at(session, sweep_id=sweep_id, step=step, score=score,
+                                                       members=members)
+    empty = {"test_seq_acc": None, **{role: None for role in ROLES}}
     cells = []
-    for cell in grid:
-        run = cell["run"]
-        values = cell_values(run, score) if at is None else at.get(run["id"], {}) if run else cell_values(None)
-        cells.append({"cell": cell["cell"], "label": cell["label"], **values, "run": None if run is None else {
+    for cell, run in grid_order(sweep, members):
+        values = empty if run is None else run["final"] if at is None else at[run["id"]]
+        cells.append({"cell": cell, "label": cell_label(cell), **values, "run": None if run is None else {
             "id": run["id"], "name": run["name"], "status": run["status"], "step": run["step"],
             "total_steps": run["total_steps"], "url": access.url(f"/runs/{run['id']}")}})
     x_key, x_values, y_key, y_values = grid_axes(sweep.axes or {})

@@ -30,17 +30,30 @@ def numpy_stats(column: list[float]) -> dict:
             "q25": np.quantile(real, 0.25), "median": np.median(real), "q75": np.quantile(real, 0.75)}
 
 
-def test_band_is_numpy_per_step_leaving_out_nan_none_and_missing_members():
-    series = [{0: 0.1, 10: 0.5, 20: 0.9}, {0: 0.2, 10: math.nan, 20: 0.7}, {0: 0.3, 20: None}, {10: 0.4}]
-    band = P.band(series)
+def test_band_is_numpy_per_step_leaving_out_nan_none_and_missing_members(engine):
+    with session_scope(engine) as session:
+        runs = [crud.create_run(session, spec={"problem": "parity", "steps": 20}).id for _ in range(4)]
+        series = [{0: 0.1, 10: 0.5, 20: 0.9}, {0: 0.2, 10: math.nan, 20: 0.7}, {0: 0.3, 20: None}, {10: 0.4}]
+        for run_id, rows in zip(runs, series):
+            crud.upsert_metrics(session, run_id=run_id, rows=[("k", step, value) for step, value in rows.items()])
+        crud.upsert_metrics(session, run_id=runs[3], rows=[("other", 0, 5.0)])  # another key: not a member's
+    with session_scope(engine, readonly=True) as session:
+        found = P.bands(session, {"k": [(run_id, "k") for run_id in runs], "none": []})
+        band, empty = found["k"], found["none"]
+        nan_only = P.bands(session, {"one": [(runs[1], "k")]})["one"]
+        # two keys in one curve (members whose circuit heads differ) pool step by step
+        pooled = P.bands(session, {"mixed": [(runs[0], "k"), (runs[1], "k"), (runs[3], "other")]})["mixed"]
     assert band["steps"] == [0, 10, 20] and band["n"] == [3, 2, 2]
     for j, column in enumerate([[0.1, 0.2, 0.3], [0.5, 0.4], [0.9, 0.7]]):
         expected = numpy_stats(column)
-        for name in P.STATS:
-            assert band[name][j] == pytest.approx(expected[name]), (name, j)
-    empty = P.band([{5: math.nan}, {}])
-    assert empty["steps"] == [5] and empty["n"] == [0] and empty["mean"] == [None] and empty["q75"] == [None]
-    assert P.band([])["steps"] == [] and P.spread([None, math.nan])["mean"] is None
+        for name in P.BAND_STATS:
+            assert band[name][j] == pytest.approx(expected[name], abs=1e-9), (name, j)
+    assert empty["steps"] == [] and nan_only["steps"] == [0, 10, 20] and nan_only["n"] == [1, 0, 1]
+    assert nan_only["mean"][1] is None and nan_only["std"][0] == pytest.approx(0, abs=1e-9)
+    assert pooled["steps"] == [0, 10, 20] and pooled["n"] == [3, 1, 2]
+    assert pooled["mean"][0] == pytest.approx((0.1 + 0.2 + 5.0) / 3) and pooled["max"][0] == 5.0
+    assert pooled["std"][0] == pytest.approx(np.std([0.1, 0.2, 5.0])) and pooled["min"][2] == 0.7
+    assert P.spread([None, math.nan])["mean"] is None
 
 
 def test_seed_set_bands_are_the_stored_rows_over_seeds(engine):
@@ -63,8 +76,8 @@ def test_seed_set_bands_are_the_stored_rows_over_seeds(engine):
         column = [rows[run_id][step] for run_id in ids if step in rows[run_id]]
         expected = numpy_stats(column)
         assert accuracy["n"][j] == expected["n"]
-        for name in P.STATS:
-            assert accuracy[name][j] == pytest.approx(expected[name]), (name, step)
+        for name in P.BAND_STATS:
+            assert accuracy[name][j] == pytest.approx(expected[name], abs=1e-9), (name, step)
     assert accuracy["n"][STEPS.index(300)] == 5 and accuracy["n"][STEPS.index(500)] == 5
     band = data["curves"]["iteration/peaky_thres"]  # every member's circuit head is L1H0 (the synthetic rows)
     assert band["max"] == pytest.approx([max(iteration[r][s] for r in ids) for s in STEPS])
@@ -124,13 +137,21 @@ def test_a_grid_at_a_step_reads_each_runs_latest_value_at_or_before_it(engine):
         ids = [run.id for run in runs]
     with session_scope(engine, readonly=True) as session:
         assert P.snapshot_steps(session, sweep_id=grid) == [0, 50, 100]
+        members = {m["id"]: m for m in P.grid_members(session, sweep_id=grid, score="peaky_abs")}
+        summaries = {run_id: session.get(Run, run_id).summary for run_id in ids}
         at = P.grid_at(session, sweep_id=grid, step=60, score="peaky_abs")
         expected = {}
         for run_id in ids:
             series = {key: dict((s, v) for _k, s, v in crud.get_metrics(session, run_id=run_id, keys=[key]))
                       for key in (ACC, score_key("iteration", "peaky_abs", 1, 0))}
             expected[run_id] = [series[key][max(s for s in series[key] if s <= 60)] for key in series]
-    assert set(at) == set(ids)
+    assert set(at) == set(ids) and set(members) == set(ids)
+    for run_id in ids:  # the numbers the database extracted from each summary are the summary's
+        summary = summaries[run_id]
+        assert members[run_id]["final"]["test_seq_acc"] == summary["accuracy"]["test"]["seq_acc"]
+        assert members[run_id]["final"]["iteration"] == summary["heads"]["iteration"]["scores"]["peaky_abs"]
+        assert members[run_id]["heads"]["eoi_locator"] == (summary["heads"]["eoi_locator"]["layer"],
+                                                          summary["heads"]["eoi_locator"]["head"])
     for run_id in ids:
         assert [at[run_id]["test_seq_acc"], at[run_id]["iteration"]] == pytest.approx(expected[run_id])
     assert at[ids[0]]["test_seq_acc"] == expected[ids[0]][0] and at[ids[1]]["test_seq_acc"] != at[ids[0]]["test_seq_acc"]

@@ -303,8 +303,9 @@ def grid_at(session: Session, *, sweep_id: int, step: int, score: str = PEAKY_TH
     """Each run of the sweep -> ``{"test_seq_acc", "eoi_locator", "iteration"}`` at ``step``: its
     latest value at or before the step (its circuit heads' ``score``), None where it recorded none.
 
-    ``members``: ``grid_members(...)`` when the caller has it, else read here. One SQL aggregate
-    finds each (run, key)'s latest step; one join reads those rows.
+    ``members``: ``grid_members(...)`` when the caller has it, else read here. The rows at exactly
+    ``step`` are read first (the slider's steps are snapshot steps, where runs record); for what is
+    still missing one SQL aggregate finds each (run, key)'s latest earlier step and a join reads it.
     """
     if members is None:
         members = grid_members(session, sweep_id=sweep_id, score=score)
@@ -314,13 +315,21 @@ def grid_at(session: Session, *, sweep_id: int, step: int, score: str = PEAKY_TH
         for role, (layer, head) in member["heads"].items():
             wanted[member["id"]][role] = score_key(role, score, layer, head)
     keys = sorted({key for by_name in wanted.values() for key in by_name.values()})
-    latest = (select(Metric.run_id, Metric.key, func.max(Metric.step).label("step"))
-              .join(Run, Run.id == Metric.run_id)
-              .where(Run.sweep_id == sweep_id, Metric.key.in_(keys), Metric.step <= step)
-              .group_by(Metric.run_id, Metric.key).subquery())
-    query = select(Metric.run_id, Metric.key, Metric.value).join(latest, and_(
-        Metric.run_id == latest.c.run_id, Metric.key == latest.c.key, Metric.step == latest.c.step))
-    values = {(run_id, key): value for run_id, key, value in session.execute(query)} if keys else {}
+    values: dict[tuple[int, str], float | None] = {}
+    if keys:  # the slider's steps are snapshot steps, where every run records: read those rows directly
+        exact = (select(Metric.run_id, Metric.key, Metric.value).join(Run, Run.id == Metric.run_id)
+                 .where(Run.sweep_id == sweep_id, Metric.key.in_(keys), Metric.step == step))
+        values = {(run_id, key): value for run_id, key, value in session.execute(exact)}
+    missing = sorted({run_id for run_id, by_name in wanted.items()
+                      if any((run_id, key) not in values for key in by_name.values())})
+    if missing:  # the rest: each (run, key)'s latest step at or before ``step``, then its row
+        latest = (select(Metric.run_id, Metric.key, func.max(Metric.step).label("step"))
+                  .where(Metric.run_id.in_(missing), Metric.key.in_(keys), Metric.step < step)
+                  .group_by(Metric.run_id, Metric.key).subquery())
+        query = select(Metric.run_id, Metric.key, Metric.value).join(latest, and_(
+            Metric.run_id == latest.c.run_id, Metric.key == latest.c.key, Metric.step == latest.c.step))
+        for run_id, key, value in session.execute(query):
+            values.setdefault((run_id, key), value)
     return {run_id: {name: values.get((run_id, by_name[name])) if name in by_name else None
                      for name in ("test_seq_acc", *ROLES)} for run_id, by_name in wanted.items()}
 

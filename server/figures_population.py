@@ -74,7 +74,7 @@ def distribution_figure(groups: Sequence[tuple[str, Sequence[float], int]], *, t
                      "hovertemplate": "step %{x}<extra>" + label + "</extra>"})
     layout = _layout(escape(title), x_title=x_title, height=120 + 50 * max(1, len(groups)))
     layout.update(hovermode="closest", showlegend=False)
-    layout["margin"]["l"] = 160
+    layout["yaxis"]["automargin"] = True  # the longest set name decides the left margin
     return {"data": data, "layout": layout}
 
 

@@ -140,12 +140,14 @@ def test_a_grid_at_a_step_reads_each_runs_latest_value_at_or_before_it(engine):
         members = {m["id"]: m for m in P.grid_members(session, sweep_id=grid, score="peaky_abs")}
         summaries = {run_id: session.get(Run, run_id).summary for run_id in ids}
         at = P.grid_at(session, sweep_id=grid, step=60, score="peaky_abs")
+        exact = P.grid_at(session, sweep_id=grid, step=50, score="peaky_abs")  # runs[0] lacks step 50: falls back
         expected = {}
         for run_id in ids:
             series = {key: dict((s, v) for _k, s, v in crud.get_metrics(session, run_id=run_id, keys=[key]))
                       for key in (ACC, score_key("iteration", "peaky_abs", 1, 0))}
             expected[run_id] = [series[key][max(s for s in series[key] if s <= 60)] for key in series]
     assert set(at) == set(ids) and set(members) == set(ids)
+    assert exact[ids[0]] == at[ids[0]] and exact[ids[1]] == at[ids[1]]  # step 50 is each one's latest <= 60
     for run_id in ids:  # the numbers the database extracted from each summary are the summary's
         summary = summaries[run_id]
         assert members[run_id]["final"]["test_seq_acc"] == summary["accuracy"]["test"]["seq_acc"]

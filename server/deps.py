@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from starlette.convertors import Convertor, register_url_convertor
 
 from core.db.session import session_scope
+from core.names import SCORE_PATTERN
 from core.settings import Settings
 from core.specs.run import MAX_STEPS
 from server.access import Access, get_access, owner_access
@@ -59,6 +60,8 @@ ShareId = Annotated[int, _IdCheck, Path(ge=1, le=MAX_ID, description="share link
 QueryId = Annotated[int | None, _IdCheck, Query(ge=1, le=MAX_ID)]  # an optional id in the query string
 BodyId = Annotated[int, _IdCheck, Field(ge=1, le=MAX_ID)]  # an id in a JSON body
 StepPath = Annotated[int, _IdCheck, Path(ge=0, le=MAX_STEPS, description="training step")]
+StepQuery = Annotated[int | None, _IdCheck, Query(ge=0, le=MAX_STEPS, description="training step")]  # ?step=
+ScoreQuery = Annotated[str, Query(pattern=SCORE_PATTERN, description="a circuit score: peaky_thres, peaky_abs, ...")]
 
 
 class DigitsConvertor(Convertor):

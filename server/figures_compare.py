@@ -1,7 +1,7 @@
-"""Pure functions for the compare and sweep views: linked steps, attention blocks, differences, figure dicts.
+"""Pure functions for the compare view: linked steps, attention blocks, differences, figure dicts.
 
 Everything here takes plain numbers and lists and returns plain JSON-ready values (plotly figure
-dicts rendered by ``static/js/compare.js`` and ``static/js/sweep.js``); nothing reads the database.
+dicts rendered by ``static/js/compare.js``; the sweep heatmaps are ``server.figures_population``'s); nothing reads the database.
 User strings (run names) are HTML-escaped before they enter a figure, because plotly renders a
 subset of HTML in titles, legends and hover text.
 """
@@ -99,20 +99,3 @@ def config_diff(specs: Sequence[Mapping[str, Any]]) -> list[dict]:
         if any(value != values[0] for value in values[1:]):
             rows.append({"key": key, "values": values})
     return rows
-
-
-def grid_figure(*, x_values: Sequence[Any], y_values: Sequence[Any], z: Sequence[Sequence[float | None]],
-                x_title: str, y_title: str, title: str, text: Sequence[Sequence[str]] | None = None,
-                zrange: tuple[float, float] = (0.0, 1.0)) -> dict:
-    """A sweep heatmap: one cell per (x, y) value pair, categorical axes, the value written in the cell."""
-    cells = text if text is not None else [["" if v is None else f"{v:.2f}" for v in row] for row in z]
-    label = lambda value: "all" if value is None else str(value)  # noqa: E731 - an axis not swept: one row/column
-    trace = {"type": "heatmap", "x": [label(x) for x in x_values], "y": [label(y) for y in y_values], "z": z,
-             "zmin": zrange[0], "zmax": zrange[1], "colorscale": "Viridis", "text": cells,
-             "texttemplate": "%{text}", "hovertemplate": f"{escape(x_title)} %{{x}}<br>{escape(y_title)} %{{y}}<br>"
-                                                       "%{z:.3f}<extra></extra>"}
-    layout = {"title": {"text": title, "font": {"size": 13}}, "height": 340,
-              "margin": {"l": 70, "r": 10, "t": 36, "b": 50},
-              "xaxis": {"title": {"text": escape(x_title)}, "type": "category"},
-              "yaxis": {"title": {"text": escape(y_title)}, "type": "category"}}
-    return {"data": [trace], "layout": layout}

@@ -35,10 +35,12 @@ ROUTE_MODULES = (  # order matters only for the OpenAPI listing
     "server.api.interventions",
     "server.api.shares",
     "server.api.compare",
+    "server.api.populations",
     "server.pages.runs",
     "server.pages.compare",
     "server.pages.sweeps",
     "server.pages.shares",
+    "server.pages.populations",
 )
 SHARE_PREFIX = "/s/{token}"
 

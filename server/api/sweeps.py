@@ -3,8 +3,11 @@
     POST /api/sweeps   {"name": "width x length", "preset": "fast-parity", "overrides": {"steps": 500},
                         "axes": {"d_model": [32, 64], "max_len": [4, 8]}, "seeds": [0, 1]}
         -> 201 {"id": 4, "job_id": 17, "url": "/sweeps/4", "cells": 8}       (422 naming the field on bad input)
-    GET  /api/sweeps/4 -> every cell with its run's final test accuracy and each circuit head's
-                          peaky_thres, and heatmaps of those over the two swept axes (mean over seeds)
+    GET  /api/sweeps   -> every sweep and seed set: its kind, cell count and runs by status
+    GET  /api/sweeps/4[?step=2000&score=peaky_abs]
+                       -> every cell with its run's test accuracy and each circuit head's score (final,
+                          or at a snapshot step: 422 naming ``step`` beyond the last), heatmaps of those
+                          over the two swept axes (mean over seeds, the spread on hover), the snapshot steps
 
 Creating validates every cell (``SweepSpec.parse``), inserts the sweep and its sweep job
 (``core.sweeps.create_sweep``), commits, then dispatches the job; a worker expands it into one run
@@ -19,11 +22,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.db.session import session_scope
+from core.names import PEAKY_THRES
 from core.specs.errors import SpecError
 from core.specs.sweep import MAX_SWEEP_CELLS, SweepSpec
 from core.submit import dispatch
 from core.sweeps import create_sweep
-from server.deps import CurrentAccess, OwnerAccess, ReadSession, SweepId
+from server.deps import CurrentAccess, OwnerAccess, ReadSession, ScoreQuery, StepQuery, SweepId
 from server.views import sweeps as views
 
 read = APIRouter(tags=["sweeps"])
@@ -67,6 +71,12 @@ def new_sweep(body: SweepIn, request: Request, _owner: OwnerAccess) -> SweepCrea
     return SweepCreated(id=created.sweep_id, job_id=created.job_id, url=f"/sweeps/{created.sweep_id}", cells=n_cells)
 
 
+@read.get("/api/sweeps")
+def list_sweeps(session: ReadSession, access: CurrentAccess) -> dict:
+    return views.sweeps_index(session, access=access)
+
+
 @read.get("/api/sweeps/{sweep_id}")
-def get_sweep(sweep_id: SweepId, session: ReadSession, access: CurrentAccess) -> dict:
-    return views.sweep_view(session, sweep_id=sweep_id, access=access)
+def get_sweep(sweep_id: SweepId, session: ReadSession, access: CurrentAccess, step: StepQuery = None,
+              score: ScoreQuery = PEAKY_THRES) -> dict:
+    return views.sweep_view(session, sweep_id=sweep_id, access=access, step=step, score=score)

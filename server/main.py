@@ -27,7 +27,8 @@ from fastapi.templating import Jinja2Templates
 from core.db.session import make_engine, upgrade
 from core.resources import static_dir, templates_dir
 from core.settings import Settings, get_settings
-from server import security
+from server import cache, security
+from server.shed import Shed
 
 ROUTE_MODULES = (  # order matters only for the OpenAPI listing
     "server.api.runs",
@@ -52,7 +53,7 @@ def plotly_js_path() -> Path:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_timeout=settings.db_pool_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -84,5 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.write)
 
     security.install(app, settings)
+    cache.install(app, settings.page_cache_mb)  # finished runs' pages and JSON, rendered once
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # pages and JSON alike; already-encoded bodies pass
+    app.add_middleware(Shed, limit=settings.max_inflight_requests)  # outermost: overload gets a fast 503
     return app

@@ -1,0 +1,193 @@
+"""Finished runs, served from memory: a page or JSON a finished run can no longer change is rendered once.
+
+    @read.get("/runs/{run_id}")
+    def get_run(request: Request, run_id: RunId, access: CurrentAccess, session: ReadSession) -> Response:
+        access.require_run(run_id)
+        return cache.finished(request, session, run_id=run_id, render=lambda: json_response(...))
+
+A share link posted to a lab channel brings a burst of readers to one finished run; re-rendering
+the same page for each of them (the figures, the attention viewer, every query) is what took the
+server down. :func:`finished` answers instead from a process-local LRU of rendered bodies, bounded in
+bytes (``settings.page_cache_mb``; 0 turns it off), and sends an ``ETag``, so a browser that already
+has the page gets ``304 Not Modified`` with no body.
+
+**The key** is the request's path and query (a share link's ``/s/<token>/...`` prefix included, so
+a shared view never answers for the owner's or another link's) and the run's *change stamp*
+(:func:`change_stamp`): a digest of everything the run's pages and JSON show that can still change
+once it has finished, read in one SQL statement of index lookups:
+
+- the run row: status, step, total steps, name, notes, tags, error, start and end, parent, and the
+  summary (``circuitboard import-eval --run`` adds metrics to a finished run and rewrites its
+  summary with them);
+- its jobs (count and newest ``updated_at``: a retry, a train job's progress, an intervention job);
+- its intervention results, snapshots and checkpoints (count and newest);
+- the runs it links to: its parent's name and jobs, its children (count, newest, their jobs), its
+  sweep's name.
+
+Metric rows are not counted directly (that read costs more than the render it saves on a large run:
+29 ms for 116,000 rows on SQLite): they change only while the run trains, when it is not cached, or
+through import-eval, which rewrites the summary. A run that is not finished (QUEUED or RUNNING) is
+never cached and gets no ETag: it stays live.
+
+**CSRF.** A page carries its reader's CSRF token (``server.guard``), so the stored body holds a
+placeholder where the token was, and each answer puts the reader's own token back; the ETag covers
+the token too. Bodies are stored uncompressed; a reader that accepts gzip gets a copy compressed
+for it at a fast level (once, when stored, for bodies that carry no token), so ``GZipMiddleware``
+passes it unchanged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from core.db.jobs import TERMINAL
+from core.db.models import Checkpoint, InterventionResult, Job, Run, Snapshot, Sweep
+from server.guard import SEED_SCOPE_KEY
+from server.login import csrf_for
+
+PLACEHOLDER = b"\x00csrf\x00"  # a NUL never occurs in a rendered page (the guard refuses NUL input)
+GZIP_LEVEL = 1  # fast: a cached answer must cost far less than the render it replaces
+KEPT_HEADERS = ("content-type", "content-disposition")
+
+
+@dataclass(frozen=True)
+class Entry:
+    body: bytes  # with PLACEHOLDER where the reader's CSRF token goes (when ``has_token``)
+    gzipped: bytes | None  # the body compressed once, for bodies without a token
+    headers: tuple[tuple[str, str], ...]
+    has_token: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.gzipped or b"")
+
+
+class RenderCache:
+    """A thread-safe LRU of rendered bodies, bounded in bytes (routes run in the thread pool)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple) -> Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry
+
+    def put(self, key: tuple, entry: Entry) -> None:
+        if entry.size > self.max_bytes:
+            return  # larger than the whole cache: served, never kept
+        with self._lock:
+            old = self._entries.pop(key, None)
+            self._bytes -= old.size if old else 0
+            self._entries[key] = entry
+            self._bytes += entry.size
+            while self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.size
+
+
+def install(app, max_mb: int) -> None:
+    """Give the app its cache (``app.state.render_cache``; None when ``max_mb`` is 0)."""
+    app.state.render_cache = RenderCache(max_mb * 1_000_000) if max_mb > 0 else None
+
+
+def change_stamp(session: Session, *, run_id: int) -> str | None:
+    """A digest of what the run's pages can still show differently, or None when the run is not finished
+    (or does not exist: the render then answers 404 as usual)."""
+    parent, child, sibling_job = aliased(Run), aliased(Run), aliased(Job)
+    children = select(child.id).where(child.parent_run_id == Run.id)
+
+    def newest(column, *where):
+        return select(func.max(column)).where(*where).scalar_subquery()
+
+    def count(model, *where):
+        return select(func.count()).select_from(model).where(*where).scalar_subquery()
+
+    row = session.execute(select(
+        Run.status, Run.step, Run.total_steps, Run.name, Run.notes, Run.tags, Run.error, Run.summary,
+        Run.started_at, Run.finished_at, Run.parent_run_id, Run.parent_step,
+        count(Job, Job.run_id == Run.id), newest(Job.updated_at, Job.run_id == Run.id),
+        count(InterventionResult, InterventionResult.run_id == Run.id),
+        newest(InterventionResult.id, InterventionResult.run_id == Run.id),
+        count(Snapshot, Snapshot.run_id == Run.id), newest(Snapshot.step, Snapshot.run_id == Run.id),
+        count(Checkpoint, Checkpoint.run_id == Run.id), newest(Checkpoint.id, Checkpoint.run_id == Run.id),
+        select(parent.name).where(parent.id == Run.parent_run_id).scalar_subquery(),
+        newest(sibling_job.updated_at, sibling_job.run_id == Run.parent_run_id),
+        count(child, child.parent_run_id == Run.id), newest(child.id, child.parent_run_id == Run.id),
+        select(func.max(Job.updated_at)).where(Job.run_id.in_(children)).scalar_subquery(),
+        select(Sweep.name).where(Sweep.id == Run.sweep_id).scalar_subquery(),
+    ).where(Run.id == run_id)).first()
+    if row is None or row.status not in TERMINAL:
+        return None
+    return hashlib.sha256(repr(tuple(row)).encode()).hexdigest()[:32]
+
+
+def finished(request: Request, session: Session, *, run_id: int, render: Callable[[], Response]) -> Response:
+    """``render()``'s answer for run ``run_id``, from the cache while the run is finished and unchanged."""
+    cache: RenderCache | None = getattr(request.app.state, "render_cache", None)
+    stamp = change_stamp(session, run_id=run_id) if cache is not None else None
+    if stamp is None:
+        return render()  # live (or the cache is off): rendered every time, no ETag
+    token = _csrf_token(request)
+    etag = '"' + hashlib.sha256(f"{stamp}|{request.url.path}?{request.url.query}|{token}".encode()).hexdigest()[:32] + '"'
+    validators = {"ETag": etag, "Cache-Control": "private, no-cache"}  # the browser revalidates every time
+    if etag in _if_none_match(request):
+        return Response(status_code=304, headers=validators)
+    key = (request.url.path, request.url.query, stamp)
+    entry = cache.get(key)
+    if entry is None:
+        response = render()
+        if response.status_code != 200 or not isinstance(response.body, bytes):
+            return response
+        entry = _entry(response, token)
+        cache.put(key, entry)
+    return _answer(request, entry, token, validators)
+
+
+def _entry(response: Response, token: str) -> Entry:
+    body = response.body
+    has_token = bool(token) and token.encode() in body
+    if has_token:
+        body = body.replace(token.encode(), PLACEHOLDER)
+    headers = tuple((name, value) for name, value in response.headers.items() if name in KEPT_HEADERS)
+    return Entry(body=body, gzipped=None if has_token else gzip.compress(body, GZIP_LEVEL, mtime=0),
+                 headers=headers, has_token=has_token)
+
+
+def _answer(request: Request, entry: Entry, token: str, validators: dict[str, str]) -> Response:
+    body = entry.body.replace(PLACEHOLDER, token.encode()) if entry.has_token else entry.body
+    headers = {**dict(entry.headers), **validators, "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"  # GZipMiddleware passes an encoded body unchanged
+        body = entry.gzipped if entry.gzipped is not None else gzip.compress(body, GZIP_LEVEL, mtime=0)
+    return Response(body, headers=headers)
+
+
+def _csrf_token(request: Request) -> str:
+    seed = request.scope.get(SEED_SCOPE_KEY)
+    secret = getattr(request.app.state, "secret_key", None)
+    return csrf_for(secret, seed) if seed and secret else ""
+
+
+def _if_none_match(request: Request) -> set[str]:
+    given = request.headers.get("if-none-match", "")
+    return {tag.strip().removeprefix("W/") for tag in given.split(",") if tag.strip()}

@@ -14,7 +14,12 @@ live server, with httpx:
 3. the runs list with 1,000 runs (target < 200 ms);
 4. p50/p95 latency of the run page and of the run's JSON at 50 concurrent clients (an asyncio
    httpx loop, bounded in requests and seconds; and wrk, bounded in seconds, when it is installed,
-   e.g. ``apt-get install wrk``; target p95 < 100 ms), with /healthz as the framework's floor.
+   e.g. ``apt-get install wrk``; target p95 < 100 ms), with /healthz as the framework's floor;
+5. the overload target (reliability issue 16, item 8), with wrk: ``/healthz``, the finished run's
+   page and its JSON, one after another in this one run, at 50 connections: the page and the JSON
+   must each reach >= 50% of ``/healthz``'s requests/s, with p95 beside it and no 5xx (finished runs
+   come from ``server.cache``); and a run still training stays live (its JSON shows a new step at
+   once, with no ETag).
 
 The load generator runs on the same machine as the server, so on a small shared machine it takes
 CPU from the server: the concurrent figures are an upper bound. Nothing here leaves loopback.
@@ -200,11 +205,17 @@ async def load(base: str, paths: list[str], *, clients: int, requests: int, seco
 
 
 WRK_REPORT = """
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) fivexx = 0 end
+response = function(status, headers, body) if status >= 500 then fivexx = fivexx + 1 end end
 done = function(summary, latency, requests)
-  io.write(string.format("RESULT p50 %.2f p95 %.2f p99 %.2f requests %d errors %d seconds %.2f\\n",
+  local server_errors = 0
+  for _, thread in ipairs(threads) do server_errors = server_errors + thread:get("fivexx") end
+  io.write(string.format("RESULT p50 %.2f p95 %.2f p99 %.2f requests %d errors %d seconds %.2f fivexx %d\\n",
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
     summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read
-      + summary.errors.write + summary.errors.timeout, summary.duration / 1e6))
+      + summary.errors.write + summary.errors.timeout, summary.duration / 1e6, server_errors))
 end
 """
 
@@ -217,10 +228,11 @@ def wrk(base: str, path: str, *, clients: int, seconds: int, folder: Path) -> di
     script.write_text(WRK_REPORT)
     out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
                           base + path], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"RESULT p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) requests (\d+) errors (\d+) seconds ([\d.]+)", out)
-    p50, p95, p99, requests, errors, elapsed = match.groups()
+    match = re.search(r"RESULT p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) requests (\d+) errors (\d+) seconds ([\d.]+)"
+                      r" fivexx (\d+)", out)
+    p50, p95, p99, requests, errors, elapsed, fivexx = match.groups()
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "rps": int(requests) / float(elapsed),
-            "errors": int(errors)}
+            "errors": int(errors), "5xx": int(fivexx)}
 
 
 def settle(base: str, *, limit: float = 60) -> float:
@@ -233,6 +245,39 @@ def settle(base: str, *, limit: float = 60) -> float:
         except httpx.HTTPError:
             pass
     return time.monotonic() - started
+
+
+def overload_target(base: str, db_url: str, run_id: int, *, clients: int, seconds: int, folder: Path) -> None:
+    """Item 8 of the reliability issue: a finished run's page and JSON at >= 50% of /healthz, no 5xx; live runs live."""
+    if shutil.which("wrk") is None:
+        print("\noverload target: needs wrk (apt-get install wrk); skipped")
+        return
+    print(f"\noverload target, wrk, {clients} connections, {seconds} s each, one after another "
+          f"(finished runs from the render cache):")
+    results = {}
+    for label, path in (("/healthz", "/healthz"), ("finished run's page", f"/runs/{run_id}"),
+                        ("finished run's JSON", f"/api/runs/{run_id}")):
+        waited = settle(base)
+        results[label] = r = wrk(base, path, clients=clients, seconds=seconds, folder=folder)
+        share = r["rps"] / results["/healthz"]["rps"]
+        verdict = "" if label == "/healthz" else ("  OK" if share >= 0.5 and r["5xx"] == 0 else "  BELOW TARGET")
+        print(f"  {label:<22} {r['rps']:7.0f} req/s ({100 * share:4.0f}% of /healthz)  p50 {r['p50']:6.1f}  "
+              f"p95 {r['p95']:6.1f} ms  5xx {r['5xx']}  (idle after {waited:.1f} s){verdict}")
+    engine = make_engine(db_url)
+    try:
+        with session_scope(engine) as session:  # a run still training: every answer is rendered afresh
+            live = crud.create_run(session, spec=get_preset("fast-polynomial"), name="live", status=Status.RUNNING.value)
+        steps, etags = [], []
+        for step in (10, 20):
+            with session_scope(engine) as session:
+                crud.update_run(session, run_id=live.id, step=step)
+            answer = httpx.get(f"{base}/api/runs/{live.id}", timeout=10)
+            steps.append(answer.json()["progress"]["step"])
+            etags.append(answer.headers.get("etag"))
+    finally:
+        engine.dispose()
+    live_ok = steps == [10, 20] and etags == [None, None]
+    print(f"  a run still training: its JSON showed steps {steps}, ETags {etags}{'  OK (live)' if live_ok else '  STALE'}")
 
 
 def main() -> None:
@@ -299,6 +344,7 @@ def main() -> None:
                     r = wrk(base, path, clients=args.clients, seconds=args.wrk_seconds, folder=folder)
                     print(f"  {path:<34} p50 {r['p50']:7.1f}  p95 {r['p95']:7.1f}  p99 {r['p99']:7.1f} ms  "
                           f"{r['rps']:6.0f} req/s  {r['errors']} errors  (server idle after {waited:.1f} s)")
+            overload_target(base, db_url, run_id, clients=args.clients, seconds=args.wrk_seconds, folder=folder)
             print(f"\nmachine: {os.cpu_count()} CPUs, shared with other work; client and server on the same machine")
         finally:
             process.terminate()

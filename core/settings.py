@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     auth_token: str | None = None  # set: every dashboard route but share links and static files needs it
     secret_key: str | None = None  # signs CSRF tokens and login cookies; None: a random key per process
     max_body_bytes: int = Field(1_000_000, ge=1024)  # larger request bodies get 413
-    max_inflight_requests: int = Field(24, ge=1)  # past this many requests at once, a web server answers 503 at once
+    max_inflight_requests: int = Field(64, ge=1)  # past this many requests at once, a web server answers 503 at once
     db_pool_timeout_seconds: float = Field(2.0, gt=0, le=60)  # a request waits this long for a pooled connection, then 503
     page_cache_mb: int = Field(64, ge=0)  # finished runs' rendered pages and JSON kept in memory per server process (0: off)
 

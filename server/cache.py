@@ -38,6 +38,7 @@ passes it unchanged.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import threading
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from sqlalchemy import Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
 from core.db.jobs import TERMINAL
@@ -113,6 +114,15 @@ def install(app, max_mb: int) -> None:
 def change_stamp(session: Session, *, run_id: int) -> str | None:
     """A digest of what the run's pages can still show differently, or None when the run is not finished
     (or does not exist: the render then answers 404 as usual)."""
+    row = session.execute(_stamp_query(), {"run_id": run_id}).first()
+    if row is None or row.status not in TERMINAL:
+        return None
+    return hashlib.sha256(repr(tuple(row)).encode()).hexdigest()[:32]
+
+
+@functools.cache
+def _stamp_query():
+    """The one statement behind ``change_stamp``, built once (building it costs more than running it)."""
     parent, child, sibling_job = aliased(Run), aliased(Run), aliased(Job)
     children = select(child.id).where(child.parent_run_id == Run.id)
 
@@ -122,8 +132,9 @@ def change_stamp(session: Session, *, run_id: int) -> str | None:
     def count(model, *where):
         return select(func.count()).select_from(model).where(*where).scalar_subquery()
 
-    row = session.execute(select(
-        Run.status, Run.step, Run.total_steps, Run.name, Run.notes, Run.tags, Run.error, Run.summary,
+    return select(
+        Run.status, Run.step, Run.total_steps, Run.name, Run.notes, cast(Run.tags, Text), Run.error,
+        cast(Run.summary, Text),  # as stored: hashed as text, never parsed
         Run.started_at, Run.finished_at, Run.parent_run_id, Run.parent_step,
         count(Job, Job.run_id == Run.id), newest(Job.updated_at, Job.run_id == Run.id),
         count(InterventionResult, InterventionResult.run_id == Run.id),
@@ -135,10 +146,7 @@ def change_stamp(session: Session, *, run_id: int) -> str | None:
         count(child, child.parent_run_id == Run.id), newest(child.id, child.parent_run_id == Run.id),
         select(func.max(Job.updated_at)).where(Job.run_id.in_(children)).scalar_subquery(),
         select(Sweep.name).where(Sweep.id == Run.sweep_id).scalar_subquery(),
-    ).where(Run.id == run_id)).first()
-    if row is None or row.status not in TERMINAL:
-        return None
-    return hashlib.sha256(repr(tuple(row)).encode()).hexdigest()[:32]
+    ).where(Run.id == bindparam("run_id"))
 
 
 def finished(request: Request, session: Session, *, run_id: int, render: Callable[[], Response]) -> Response:

@@ -138,6 +138,7 @@ class Run(Base):
         Index("ix_runs_status", "status"),
         Index("ix_runs_sweep_id", "sweep_id"),
         Index("ix_runs_idempotency_key", "idempotency_key", unique=True),
+        Index("ix_runs_parent_run_id", "parent_run_id"),  # a run's children (its lineage, its cache stamp)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

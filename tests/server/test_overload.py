@@ -2,7 +2,7 @@
 connections, clients that give up, and the server answers only 2xx or 503, then is back at once.
 
 One ``uvicorn`` process on a SQLite file (the default deployment; the settings are the defaults:
-24 requests in flight, a 2 s pool timeout, a 15-connection pool) serving a really trained run, a
+64 requests in flight, a 2 s pool timeout, a 15-connection pool) serving a really trained run, a
 run still training and the runs list. 120 clients hammer them for 4 s, each giving up after 0.5 s
 (closing its connection, as a browser tab or a load balancer does). Then ``/healthz`` must answer
 within 2 s of the load ending, and a page right after it. The server's log must hold no 500 and no

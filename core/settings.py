@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_inflight_requests: int = Field(64, ge=1)  # past this many requests at once, a web server answers 503 at once
     db_pool_timeout_seconds: float = Field(2.0, gt=0, le=60)  # a request waits this long for a pooled connection, then 503
     page_cache_mb: int = Field(64, ge=0)  # finished runs' rendered pages and JSON kept in memory per server process (0: off)
+    page_cache_check_seconds: float = Field(0.5, ge=0, le=60)  # a finished run's change stamp is trusted this long
 
     @field_validator("broker_url", "auth_token", "secret_key")
     @classmethod

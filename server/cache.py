@@ -24,6 +24,14 @@ once it has finished, read in one SQL statement of index lookups:
 - the runs it links to: its parent's name and jobs, its children (count, newest, their jobs), its
   sweep's name.
 
+**Checking the stamp.** Reading the stamp is one database round trip, and under a burst that read
+is nearly all a cached answer costs, so a finished run's stamp is trusted for
+``settings.page_cache_check_seconds`` (0.5 s; 0: read for every request) before it is read again:
+a burst of readers of one run costs a couple of reads a second, and a change made elsewhere (a
+note, an intervention result, a retry from the command line) shows within that time. A cancel or
+retry through this server forgets the run's stamp at once (:func:`forget`), so its page goes live
+without waiting. A run that was live when last read is read again on every request.
+
 Metric rows are not counted directly (that read costs more than the render it saves on a large run:
 29 ms for 116,000 rows on SQLite): they change only while the run trains, when it is not cached, or
 through import-eval, which rewrites the summary. A run that is not finished (QUEUED or RUNNING) is
@@ -42,6 +50,7 @@ import functools
 import gzip
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,12 +85,35 @@ class Entry:
 class RenderCache:
     """A thread-safe LRU of rendered bodies, bounded in bytes (routes run in the thread pool)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, check_seconds: float = 0.0) -> None:
         self.max_bytes = max_bytes
+        self.check_seconds = check_seconds  # how long a finished run's stamp is trusted before it is read again
         self._entries: OrderedDict[tuple, Entry] = OrderedDict()
+        self._stamps: dict[int, tuple[float, str]] = {}  # run id -> (read at, stamp), finished runs only
         self._bytes = 0
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.stamp_reads = 0
+
+    def stamp(self, run_id: int, read: Callable[[], str | None]) -> str | None:
+        """The run's stamp: remembered for ``check_seconds`` once finished, else ``read()`` now."""
+        now = time.monotonic()
+        known = self._stamps.get(run_id)
+        if known is not None and now - known[0] < self.check_seconds:
+            return known[1]
+        self.stamp_reads += 1
+        stamp = read()
+        with self._lock:
+            if stamp is None:
+                self._stamps.pop(run_id, None)
+            else:
+                if len(self._stamps) > 10_000:  # a bound, never reached by a burst on a few runs
+                    self._stamps.clear()
+                self._stamps[run_id] = (now, stamp)
+        return stamp
+
+    def forget(self, run_id: int) -> None:
+        with self._lock:
+            self._stamps.pop(run_id, None)
 
     def get(self, key: tuple) -> Entry | None:
         with self._lock:
@@ -106,9 +138,16 @@ class RenderCache:
                 self._bytes -= evicted.size
 
 
-def install(app, max_mb: int) -> None:
+def install(app, max_mb: int, check_seconds: float) -> None:
     """Give the app its cache (``app.state.render_cache``; None when ``max_mb`` is 0)."""
-    app.state.render_cache = RenderCache(max_mb * 1_000_000) if max_mb > 0 else None
+    app.state.render_cache = RenderCache(max_mb * 1_000_000, check_seconds) if max_mb > 0 else None
+
+
+def forget(request: Request, run_id: int) -> None:
+    """Read run ``run_id``'s stamp afresh on its next request (after this server changed the run)."""
+    cache: RenderCache | None = getattr(request.app.state, "render_cache", None)
+    if cache is not None:
+        cache.forget(run_id)
 
 
 def change_stamp(session: Session, *, run_id: int) -> str | None:
@@ -152,7 +191,7 @@ def _stamp_query():
 def finished(request: Request, session: Session, *, run_id: int, render: Callable[[], Response]) -> Response:
     """``render()``'s answer for run ``run_id``, from the cache while the run is finished and unchanged."""
     cache: RenderCache | None = getattr(request.app.state, "render_cache", None)
-    stamp = change_stamp(session, run_id=run_id) if cache is not None else None
+    stamp = cache.stamp(run_id, lambda: change_stamp(session, run_id=run_id)) if cache is not None else None
     if stamp is None:
         return render()  # live (or the cache is off): rendered every time, no ETag
     token = _csrf_token(request)

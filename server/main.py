@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.write)
 
     security.install(app, settings)
-    cache.install(app, settings.page_cache_mb)  # finished runs' pages and JSON, rendered once
+    cache.install(app, settings.page_cache_mb, settings.page_cache_check_seconds)  # finished runs' pages and JSON, rendered once
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # pages and JSON alike; already-encoded bodies pass
     app.add_middleware(Shed, limit=settings.max_inflight_requests)  # outermost: overload gets a fast 503
     return app

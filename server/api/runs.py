@@ -207,6 +207,7 @@ def _job_action(request: Request, run_id: int, action: str) -> Any:
         session.flush()
         session.refresh(run)
         result = JobAction(id=run_id, status=run.status, job_id=job.id, job_status=job.status)
+    cache.forget(request, run_id)  # committed: its pages go live (or show the cancel) at once
     if action == "retry":
         dispatch(request.app.state.settings, [result.job_id])  # after the commit
     return result

@@ -3,6 +3,8 @@ runs never cached, shared views cached per link, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -23,6 +25,14 @@ def engine(served_url):
 
 def cache_of(app):
     return app.state.render_cache
+
+
+@pytest.fixture(autouse=True)
+def check_every_request(app):
+    """Read the change stamp on every request (a test that wants the 0.5 s default sets it itself)."""
+    cache_of(app).check_seconds = 0.0
+    yield
+    cache_of(app).check_seconds = 0.0
 
 
 @pytest.mark.parametrize("path", ["/runs/{id}", "/api/runs/{id}", "/api/runs/{id}/metrics?prefix=test/",
@@ -100,7 +110,23 @@ def test_a_run_that_is_still_training_is_never_cached(app_client, engine):
     assert "etag" in app_client.get(f"/api/runs/{queued.run_id}").headers
 
 
-def test_a_retried_run_goes_live_again(app_client, csrf, engine):
+def test_the_stamp_is_trusted_for_check_seconds_and_read_again_after(app, app_client, trained_run, engine):
+    cache_of(app).check_seconds = 0.5
+    app_client.get(f"/api/runs/{trained_run}")
+    reads = cache_of(app).stamp_reads
+    for _ in range(20):  # a burst: the database is asked at most once more
+        assert app_client.get(f"/api/runs/{trained_run}").status_code == 200
+    assert cache_of(app).stamp_reads <= reads + 1
+    with session_scope(engine) as session:
+        crud.update_run(session, run_id=trained_run, notes="changed elsewhere")
+    deadline = time.monotonic() + 0.5 + 2  # within check_seconds (plus this machine's slack)
+    while app_client.get(f"/api/runs/{trained_run}").json()["notes"] != "changed elsewhere":
+        assert time.monotonic() < deadline, "a change made elsewhere never showed"
+        time.sleep(0.05)
+
+
+def test_a_retried_run_goes_live_again_at_once(app, app_client, csrf, engine):
+    cache_of(app).check_seconds = 30  # the retry itself must make the run's pages live, not the clock
     with session_scope(engine) as session:
         queued = submit_run(session, spec=RunSpec.from_flat(FAST), name="to retry")
         jobs.request_cancel(session, job_id=queued.job_id)

@@ -37,17 +37,16 @@ Metric rows are not counted directly (that read costs more than the render it sa
 through import-eval, which rewrites the summary. A run that is not finished (QUEUED or RUNNING) is
 never cached and gets no ETag: it stays live.
 
-**CSRF.** A page carries its reader's CSRF token (``server.guard``), so the stored body holds a
-placeholder where the token was, and each answer puts the reader's own token back; the ETag covers
-the token too. Bodies are stored uncompressed; a reader that accepts gzip gets a copy compressed
-for it at a fast level (once, when stored, for bodies that carry no token), so ``GZipMiddleware``
+**CSRF.** A page carries its reader's CSRF token (``server.guard``), so the stored body is split
+where the token was, and each answer puts the reader's own token back; the ETag covers the token
+too. Each part is also kept compressed (``server.gzip_parts``), so a reader that accepts gzip gets
+one gzip stream spliced around its token without compressing the page again, and ``GZipMiddleware``
 passes it unchanged.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import threading
 import time
@@ -63,23 +62,27 @@ from sqlalchemy.orm import Session, aliased
 from core.db.jobs import TERMINAL
 from core.db.models import Checkpoint, InterventionResult, Job, Run, Snapshot, Sweep
 from server.guard import SEED_SCOPE_KEY
+from server.gzip_parts import GzipParts
 from server.login import csrf_for
 
-PLACEHOLDER = b"\x00csrf\x00"  # a NUL never occurs in a rendered page (the guard refuses NUL input)
-GZIP_LEVEL = 1  # fast: a cached answer must cost far less than the render it replaces
 KEPT_HEADERS = ("content-type", "content-disposition")
 
 
 @dataclass(frozen=True)
 class Entry:
-    body: bytes  # with PLACEHOLDER where the reader's CSRF token goes (when ``has_token``)
-    gzipped: bytes | None  # the body compressed once, for bodies without a token
+    parts: GzipParts  # the body split where the reader's CSRF token goes, each part compressed once
+    gzipped: bytes | None  # the whole gzip answer, for a body without a token (the same for everyone)
     headers: tuple[tuple[str, str], ...]
-    has_token: bool
 
     @property
     def size(self) -> int:
-        return len(self.body) + len(self.gzipped or b"")
+        return sum(map(len, self.parts.parts)) + self.parts.size + len(self.gzipped or b"")
+
+    def body(self, token: str) -> bytes:
+        return token.encode().join(self.parts.parts)
+
+    def gzip(self, token: str) -> bytes:
+        return self.gzipped if self.gzipped is not None else self.parts.join(token.encode())
 
 
 class RenderCache:
@@ -211,22 +214,18 @@ def finished(request: Request, session: Session, *, run_id: int, render: Callabl
 
 
 def _entry(response: Response, token: str) -> Entry:
-    body = response.body
-    has_token = bool(token) and token.encode() in body
-    if has_token:
-        body = body.replace(token.encode(), PLACEHOLDER)
+    parts = response.body.split(token.encode()) if token else [response.body]
     headers = tuple((name, value) for name, value in response.headers.items() if name in KEPT_HEADERS)
-    return Entry(body=body, gzipped=None if has_token else gzip.compress(body, GZIP_LEVEL, mtime=0),
-                 headers=headers, has_token=has_token)
+    compressed = GzipParts(parts)
+    return Entry(parts=compressed, gzipped=compressed.join() if len(parts) == 1 else None, headers=headers)
 
 
 def _answer(request: Request, entry: Entry, token: str, validators: dict[str, str]) -> Response:
-    body = entry.body.replace(PLACEHOLDER, token.encode()) if entry.has_token else entry.body
     headers = {**dict(entry.headers), **validators, "Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("accept-encoding", "").lower():
         headers["Content-Encoding"] = "gzip"  # GZipMiddleware passes an encoded body unchanged
-        body = entry.gzipped if entry.gzipped is not None else gzip.compress(body, GZIP_LEVEL, mtime=0)
-    return Response(body, headers=headers)
+        return Response(entry.gzip(token), headers=headers)
+    return Response(entry.body(token), headers=headers)
 
 
 def _csrf_token(request: Request) -> str:

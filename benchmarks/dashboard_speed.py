@@ -220,13 +220,16 @@ end
 """
 
 
-def wrk(base: str, path: str, *, clients: int, seconds: int, folder: Path) -> dict | None:
-    """p50/p95/p99 (ms) and throughput of ``path`` under wrk's ``clients`` connections, or None without wrk."""
+def wrk(base: str, path: str, *, clients: int, seconds: int, folder: Path, gzip: bool = False) -> dict | None:
+    """p50/p95/p99 (ms) and throughput of ``path`` under wrk's ``clients`` connections, or None without wrk.
+
+    ``gzip``: ask for gzip as a browser does (wrk asks for nothing by default)."""
     if shutil.which("wrk") is None:
         return None
     script = folder / "report.lua"
     script.write_text(WRK_REPORT)
-    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
+    header = ["-H", "Accept-Encoding: gzip"] if gzip else []
+    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), *header,
                           base + path], capture_output=True, text=True, check=True).stdout
     match = re.search(r"RESULT p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) requests (\d+) errors (\d+) seconds ([\d.]+)"
                       r" fivexx (\d+)", out)
@@ -255,10 +258,11 @@ def overload_target(base: str, db_url: str, run_id: int, *, clients: int, second
     print(f"\noverload target, wrk, {clients} connections, {seconds} s each, one after another "
           f"(finished runs from the render cache):")
     results = {}
-    for label, path in (("/healthz", "/healthz"), ("finished run's page", f"/runs/{run_id}"),
-                        ("finished run's JSON", f"/api/runs/{run_id}")):
+    for label, path, gzip in (("/healthz", "/healthz", False), ("finished run's page", f"/runs/{run_id}", False),
+                              ("finished run's JSON", f"/api/runs/{run_id}", False),
+                              ("the page, gzip asked", f"/runs/{run_id}", True)):
         waited = settle(base)
-        results[label] = r = wrk(base, path, clients=clients, seconds=seconds, folder=folder)
+        results[label] = r = wrk(base, path, clients=clients, seconds=seconds, folder=folder, gzip=gzip)
         share = r["rps"] / results["/healthz"]["rps"]
         verdict = "" if label == "/healthz" else ("  OK" if share >= 0.5 and r["5xx"] == 0 else "  BELOW TARGET")
         print(f"  {label:<22} {r['rps']:7.0f} req/s ({100 * share:4.0f}% of /healthz)  p50 {r['p50']:6.1f}  "
@@ -290,6 +294,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="sequential requests per page")
     parser.add_argument("--wrk-seconds", type=int, default=10, help="seconds per page under wrk, when installed")
     parser.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--overload-only", action="store_true", help="measure only the overload target (5.)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -301,6 +306,9 @@ def main() -> None:
               f"{time.monotonic() - started:.1f} s ({(folder / 'bench.db').stat().st_size / 1e6:.1f} MB)")
         process, base = start_server(db_url, folder, args.server_workers)
         try:
+            if args.overload_only:
+                overload_target(base, db_url, run_id, clients=args.clients, seconds=args.wrk_seconds, folder=folder)
+                return
             with httpx.Client(base_url=base, timeout=30, headers={"Accept-Encoding": "gzip"}) as client:
                 steps = client.get(f"/api/runs/{run_id}/snapshots").json()
                 step_list = steps.get("steps", steps) if isinstance(steps, dict) else steps

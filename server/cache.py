@@ -42,6 +42,11 @@ where the token was, and each answer puts the reader's own token back; the ETag 
 too. Each part is also kept compressed (``server.gzip_parts``), so a reader that accepts gzip gets
 one gzip stream spliced around its token without compressing the page again, and ``GZipMiddleware``
 passes it unchanged.
+
+**A burst on a cold cache.** The first readers of a page that is not in memory yet would all render
+it at once (each holding a database connection, so the pool runs dry and they get 503s). Instead one
+renders and the others wait for its entry (:meth:`RenderCache.rendering`), and a request answered
+from memory gives its connection back as soon as the stamp is read.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -93,6 +99,7 @@ class RenderCache:
         self.check_seconds = check_seconds  # how long a finished run's stamp is trusted before it is read again
         self._entries: OrderedDict[tuple, Entry] = OrderedDict()
         self._stamps: dict[int, tuple[float, str]] = {}  # run id -> (read at, stamp), finished runs only
+        self._rendering: dict[tuple, tuple[threading.Lock, int]] = {}  # key -> (its render lock, threads using it)
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = self.stamp_reads = 0
@@ -113,6 +120,23 @@ class RenderCache:
                     self._stamps.clear()
                 self._stamps[run_id] = (now, stamp)
         return stamp
+
+    @contextmanager
+    def rendering(self, key: tuple) -> Iterator[None]:
+        """Hold the key's render lock: concurrent misses of one key render it once, not once each."""
+        with self._lock:
+            lock, users = self._rendering.get(key, (threading.Lock(), 0))
+            self._rendering[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._rendering[key]
+                if users == 1:
+                    del self._rendering[key]
+                else:
+                    self._rendering[key] = (lock, users - 1)
 
     def forget(self, run_id: int) -> None:
         with self._lock:
@@ -197,6 +221,7 @@ def finished(request: Request, session: Session, *, run_id: int, render: Callabl
     stamp = cache.stamp(run_id, lambda: change_stamp(session, run_id=run_id)) if cache is not None else None
     if stamp is None:
         return render()  # live (or the cache is off): rendered every time, no ETag
+    session.rollback()  # end the stamp's read: a request answered from memory holds no pooled connection
     token = _csrf_token(request)
     etag = '"' + hashlib.sha256(f"{stamp}|{request.url.path}?{request.url.query}|{token}".encode()).hexdigest()[:32] + '"'
     validators = {"ETag": etag, "Cache-Control": "private, no-cache"}  # the browser revalidates every time
@@ -205,11 +230,14 @@ def finished(request: Request, session: Session, *, run_id: int, render: Callabl
     key = (request.url.path, request.url.query, stamp)
     entry = cache.get(key)
     if entry is None:
-        response = render()
-        if response.status_code != 200 or not isinstance(response.body, bytes):
-            return response
-        entry = _entry(response, token)
-        cache.put(key, entry)
+        with cache.rendering(key):  # a burst's first readers: one renders, the others wait for its entry
+            entry = cache.get(key)
+            if entry is None:
+                response = render()
+                if response.status_code != 200 or not isinstance(response.body, bytes):
+                    return response
+                entry = _entry(response, token)
+                cache.put(key, entry)
     return _answer(request, entry, token, validators)
 
 

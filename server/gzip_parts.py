@@ -7,7 +7,7 @@
 Compressing the whole page again for every reader would cost most of what the cache saves, so each
 part is compressed once into raw deflate blocks ended by a sync flush (byte-aligned, not final).
 Deflate blocks may simply follow one another, so an answer is the gzip header, the parts' blocks
-with the (tiny) token's blocks between them, an empty final block, and the CRC-32 and length of the
+with the (tiny) token stored uncompressed between them, an empty final block, and the CRC-32 and length of the
 whole body (the CRC over the parts is combined at once; zlib's ``crc32`` of a 130 KB page takes
 well under a millisecond). The result is one ordinary gzip member that every client reads.
 """
@@ -29,6 +29,15 @@ def deflate_blocks(data: bytes, level: int = LEVEL) -> bytes:
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
+def stored_blocks(data: bytes) -> bytes:
+    """``data`` as stored (uncompressed) deflate blocks: no compressor to set up, for a few bytes per answer."""
+    out = []
+    for start in range(0, len(data), 0xFFFF):
+        chunk = data[start:start + 0xFFFF]
+        out.append(b"\x00" + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk)  # BFINAL=0, BTYPE=00
+    return b"".join(out)
+
+
 class GzipParts:
     """Parts of a body, compressed once; :meth:`join` gzips ``parts[0] + filler + parts[1] + ...``."""
 
@@ -38,7 +47,7 @@ class GzipParts:
         self.size = sum(len(block) for block in self.blocks)
 
     def join(self, filler: bytes = b"") -> bytes:
-        filler_blocks = deflate_blocks(filler, 1) if filler and len(self.parts) > 1 else b""
+        filler_blocks = stored_blocks(filler) if filler and len(self.parts) > 1 else b""
         crc, out = 0, [HEADER]
         for index, (part, block) in enumerate(zip(self.parts, self.blocks)):
             if index:

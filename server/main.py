@@ -30,13 +30,13 @@ from core.settings import Settings, get_settings
 from server import cache, security
 from server.shed import Shed
 
-ROUTE_MODULES = (  # order matters only for the OpenAPI listing
+ROUTE_MODULES = (  # the busiest first: a request is matched router by router (about 40 us each)
     "server.api.runs",
+    "server.pages.runs",
     "server.api.sweeps",
     "server.api.interventions",
     "server.api.shares",
     "server.api.compare",
-    "server.pages.runs",
     "server.pages.compare",
     "server.pages.sweeps",
     "server.pages.shares",
@@ -78,11 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"ok": True}
 
-    for name in ROUTE_MODULES:
-        module = importlib.import_module(name)
+    modules = [importlib.import_module(name) for name in ROUTE_MODULES]
+    for module in modules:  # reads first (no read route shares a method and path with a write route)
         app.include_router(module.read)
-        app.include_router(module.read, prefix=SHARE_PREFIX, include_in_schema=False)
+    for module in modules:
         app.include_router(module.write)
+    for module in modules:  # a share link's copies last: they match only /s/... paths
+        app.include_router(module.read, prefix=SHARE_PREFIX, include_in_schema=False)
 
     security.install(app, settings)
     cache.install(app, settings.page_cache_mb, settings.page_cache_check_seconds)  # finished runs' pages and JSON, rendered once

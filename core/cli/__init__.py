@@ -6,6 +6,7 @@
     circuitboard serve [--host 127.0.0.1] [--port 8000] [--no-worker]
     circuitboard worker [--broker URL] [--queue cpu|gpu] [--device cpu|cuda:N]
     circuitboard sweep --preset P --axis d_model=32,64 [--axis max_len=4,8] [--seeds 0,1] [--set key=value ...]
+    circuitboard sweeps list | cancel SWEEP
     circuitboard jobs [--status S] [--limit N]
     circuitboard migrate
     circuitboard intervene RUN --kind ablate|edge|pattern|activation_patch|probe [--steps S|last|all]
@@ -21,10 +22,10 @@ import argparse
 import os
 import sys
 
-from core.cli import export, import_eval, intervene, jobs, migrate, runs, serve, show, sweep, train, worker
+from core.cli import export, import_eval, intervene, jobs, migrate, runs, serve, show, sweep, sweeps, train, worker
 from core.cli.common import adder
 
-COMMANDS = (train, runs, show, serve, worker, sweep, jobs, migrate, intervene, export, import_eval)
+COMMANDS = (train, runs, show, serve, worker, sweep, sweeps, jobs, migrate, intervene, export, import_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -138,6 +138,7 @@ class Run(Base):
         Index("ix_runs_status", "status"),
         Index("ix_runs_sweep_id", "sweep_id"),
         Index("ix_runs_idempotency_key", "idempotency_key", unique=True),
+        Index("ix_runs_parent_run_id", "parent_run_id"),  # a run's children (its lineage, its cache stamp)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -252,17 +253,22 @@ class Checkpoint(Base):
 class Sweep(Base):
     """A grid of train runs: `spec` is the flat base RunSpec, `axes` maps spec keys to value lists.
 
-    Its runs point back through `runs.sweep_id` and name their cell in `runs.sweep_cell`.
+    Its runs point back through `runs.sweep_id` and name their cell in `runs.sweep_cell`. A submit key
+    (`idempotency_key`, unique) makes one sweep however often it is sent; `cancelled_at` set means the
+    sweep was cancelled: its expansion adds no run any more.
     """
 
     __tablename__ = "sweeps"
+    __table_args__ = (Index("ix_sweeps_idempotency_key", "idempotency_key", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     preset: Mapped[str | None] = mapped_column(String(100))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     axes: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"d_model": [32, 64], "seed": [0, 1]}
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))  # one sweep per submit key (unique)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Share(Base):

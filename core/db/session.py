@@ -53,8 +53,14 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
     which only schema migrations use: rebuilding a parent table would otherwise cascade-delete
     its children), and BEGIN IMMEDIATE transactions (see the module docstring).
     PostgreSQL: psycopg 3 driver, pool_pre_ping so dropped connections are replaced.
+    ``pool_timeout`` (seconds a checkout waits for a pooled connection before the pool's TimeoutError;
+    the web app passes ``settings.db_pool_timeout_seconds``, so an overloaded server answers 503 soon
+    instead of after SQLAlchemy's 30 s) applies only where there is a pool to wait for: it is dropped
+    for an in-memory SQLite database, whose single-connection pool takes no timeout.
     """
     parsed = normalize_url(url)
+    if kwargs.get("pool_timeout") is None or _in_memory(parsed):
+        kwargs.pop("pool_timeout", None)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(parsed, **kwargs)
@@ -77,6 +83,10 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _in_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 def sqlite_busy_timeout_ms(url: str | URL) -> int:

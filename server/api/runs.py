@@ -30,7 +30,7 @@ from core.db.session import session_scope
 from core.names import SCORE_PATTERN
 from core.submit import dispatch
 from core.summary import run_summary
-from server import figures
+from server import cache, figures
 from server.deps import CurrentAccess, OwnerAccess, ReadSession, RunId, StepPath
 from server.errors import NotFound
 from server.views import runs as views
@@ -82,21 +82,23 @@ def list_runs(access: CurrentAccess, session: ReadSession,
 
 
 @read.get("/runs/{run_id}", response_model=RunDetail, responses=ERRORS, summary="One run")
-def get_run(run_id: RunId, access: CurrentAccess,
+def get_run(request: Request, run_id: RunId, access: CurrentAccess,
             session: ReadSession) -> Any:
     access.require_run(run_id)
-    return views.run_detail(session, run_id=run_id, access=access)
+    return cache.finished(request, session, run_id=run_id,  # a finished run: from memory, with an ETag
+                          render=lambda: json_response(views.run_detail(session, run_id=run_id, access=access)))
 
 
 @read.get("/runs/{run_id}/metrics", response_model=Metrics, responses=ERRORS, summary="A run's metrics")
-def get_metrics(run_id: RunId, access: CurrentAccess,
+def get_metrics(request: Request, run_id: RunId, access: CurrentAccess,
                 session: ReadSession,
                 keys: Annotated[str | None, Query(max_length=5000, description="comma-separated metric keys")] = None,
                 prefix: Annotated[str | None, Query(max_length=200, description="e.g. test/ or score/iteration/")] = None,
                 format: Annotated[str, Query(pattern="^(long|series)$")] = "long") -> Any:
     access.require_run(run_id)
     wanted = [key.strip() for key in keys.split(",") if key.strip()] if keys else None
-    return json_response(views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix, grouped=format == "series"))
+    return cache.finished(request, session, run_id=run_id, render=lambda: json_response(
+        views.metrics(session, run_id=run_id, keys=wanted, prefix=prefix, grouped=format == "series")))
 
 
 @read.get("/runs/{run_id}/snapshots", response_model=SnapshotSteps, responses=ERRORS, summary="Snapshot steps")
@@ -116,13 +118,16 @@ def get_snapshot(run_id: RunId, step: StepPath, access: CurrentAccess,
 
 
 @read.get("/runs/{run_id}/figures", response_model=FigureSet, responses=ERRORS, summary="The run page's plotly figures (for live updates)")
-def get_figures(run_id: RunId, access: CurrentAccess,
+def get_figures(request: Request, run_id: RunId, access: CurrentAccess,
                 session: ReadSession,
                 score: Annotated[str, Query(pattern=SCORE_PATTERN)] = "peaky_thres") -> Any:
     access.require_run(run_id)
-    run = views.get_run(session, run_id=run_id)
-    rows = views.figure_rows(session, run_id=run_id, score=score)
-    return json_response(FigureSet(figures=figures.run_figures(rows, run_summary(session, run), score=score)))  # so far, while live
+
+    def render() -> Response:
+        run = views.get_run(session, run_id=run_id)
+        rows = views.figure_rows(session, run_id=run_id, score=score)
+        return json_response(FigureSet(figures=figures.run_figures(rows, run_summary(session, run), score=score)))  # so far, while live
+    return cache.finished(request, session, run_id=run_id, render=render)
 
 
 # ---------------------------------------------------------------- downloads
@@ -203,6 +208,7 @@ def _job_action(request: Request, run_id: int, action: str) -> Any:
         session.flush()
         session.refresh(run)
         result = JobAction(id=run_id, status=run.status, job_id=job.id, job_status=job.status)
+    cache.forget(request, run_id)  # committed: its pages go live (or show the cancel) at once
     if action == "retry":
         dispatch(request.app.state.settings, [result.job_id])  # after the commit
     return result

@@ -22,7 +22,7 @@ from core.names import HEADLINE_SCORE, ROLE_TITLES, SCORE_PATTERN, SCORES
 from core.presets import PRESET_TITLES, PRESETS
 from core.specs.errors import SpecError
 from core.specs.run import FLAT_FIELDS, RunSpec
-from server import figures
+from server import cache, figures
 from server.access import Access
 from server.deps import CurrentAccess, OwnerAccess, QueryId, ReadSession, RunId
 from server.forms import PROBLEM_CHOICES, TRAINABLE_CHOICES, form_sections, init_values, pair_errors, parse_form
@@ -79,6 +79,13 @@ def run_page(request: Request, run_id: RunId, access: CurrentAccess,
              head: Annotated[int | None, Query(ge=0)] = None,
              score: Annotated[str, Query(pattern=SCORE_PATTERN)] = "peaky_thres") -> Response:
     access.require_run(run_id)
+    return cache.finished(request, session, run_id=run_id,  # a finished run: rendered once, then from memory
+                          render=lambda: _run_page(request, session, run_id, access, step=step, probe=probe,
+                                                   length=length, layer=layer, head=head, score=score))
+
+
+def _run_page(request: Request, session: Session, run_id: int, access: Access, *, step, probe, length, layer, head,
+              score: str) -> HTMLResponse:
     run = views.run_detail(session, run_id=run_id, access=access)  # NotFound: the not-found page (server.errors)
     rows = views.figure_rows(session, run_id=run_id, score=score)
     state, snapshot = _viewer_state(session, run, step=step, probe=probe, length=length, layer=layer, head=head)

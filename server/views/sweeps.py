@@ -47,6 +47,12 @@ def grid_axes(axes: dict[str, list]) -> tuple[str | None, list, str | None, list
     return x_key, list(axes.get(x_key, [None])) if x_key else [None], y_key, list(axes.get(y_key, [None])) if y_key else [None]
 
 
+def cancelled_at(session: Session, *, sweep_id: int) -> str | None:
+    """When the sweep was cancelled (ISO 8601), or None."""
+    sweep = session.get(Sweep, sweep_id)
+    return sweep.cancelled_at.isoformat() if sweep is not None and sweep.cancelled_at else None
+
+
 def sweep_view(session: Session, *, sweep_id: int, access: Access, step: int | None = None,
                score: str = PEAKY_THRES) -> dict[str, Any]:
     """The sweep page's data (JSON-ready, figures included); NotFound unless ``access`` sees the sweep.
@@ -94,6 +100,7 @@ def sweep_view(session: Session, *, sweep_id: int, access: Access, step: int | N
     return {"id": sweep.id, "name": sweep.name, "preset": sweep.preset, "axes": sweep.axes,
             "kind": "seed set" if population.is_seed_set(sweep) else "grid",
             "created_at": sweep.created_at.isoformat() if sweep.created_at else None,
+            "cancelled_at": sweep.cancelled_at.isoformat() if sweep.cancelled_at else None,
             "x": {"key": x_key, "values": x_values}, "y": {"key": y_key, "values": y_values},
             "step": step, "score": score, "steps": steps, "scores": list(SCORES),
             "cells": cells, "figures": figures, "links": links,

@@ -38,6 +38,7 @@ ROUTE_MODULES = (  # the busiest first: a request is matched router by router (a
     "server.api.shares",
     "server.api.compare",
     "server.api.populations",
+    "server.api.studies",
     "server.pages.compare",
     "server.pages.sweeps",
     "server.pages.shares",

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db.session import session_scope
 from core.names import PEAKY_THRES
+from core.packing import parse_seeds
 from core.specs.errors import SpecError
 from core.specs.sweep import MAX_SWEEP_CELLS, SweepSpec
 from core.submit import dispatch
@@ -50,7 +51,7 @@ class SweepIn(BaseModel):
     preset: str | None = Field(None, max_length=100)
     overrides: dict[str, Any] = Field(default_factory=dict)
     axes: dict[str, Annotated[list[float | int], Field(max_length=MAX_SWEEP_CELLS)]] = Field(default_factory=dict, max_length=2)
-    seeds: list[int] | None = Field(None, max_length=MAX_SWEEP_CELLS)
+    seeds: list[int] | str | None = Field(None, max_length=MAX_SWEEP_CELLS)  # or "0-99", "0,3,5" (the form's)
     pack_size: int | None = None  # train jobs per pack; None: each worker's choice (docs/packed.md)
     idempotency_key: str | None = Field(None, min_length=1, max_length=100,
                                         description="the same key again returns the earlier sweep (one sweep per key)")
@@ -84,6 +85,8 @@ class SweepCancelled(BaseModel):
 
 @write.post("/api/sweeps", status_code=201, response_model=SweepCreated, responses={200: {"model": SweepCreated}})
 def new_sweep(body: SweepIn, request: Request, _owner: OwnerAccess) -> Any:
+    if isinstance(body.seeds, str):
+        body = body.model_copy(update={"seeds": parse_seeds(body.seeds)})  # SpecError naming "seeds" -> 422
     n_cells = body.n_cells()
     if n_cells > MAX_SWEEP_CELLS:  # before SweepSpec builds the grid; SpecError -> the common 422 body
         raise SpecError([("axes", f"{n_cells} cells; a sweep may have at most {MAX_SWEEP_CELLS}")])

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.db import crud
 from core.names import HEADLINE_SCORE, ROLE_TITLES, SCORE_PATTERN, SCORES
+from core.studies import STUDIES
 from core.presets import PRESET_TITLES, PRESETS
 from core.specs.errors import SpecError
 from core.specs.run import FLAT_FIELDS, RunSpec
@@ -159,7 +160,7 @@ def _form(request: Request, access: Access, *, values: dict, preset: str, meta: 
                  custom=init_values(values), errors=errors,
                  presets={name: preset_values(name) for name in PRESETS}, preset_titles=PRESET_TITLES,
                  preset=preset, meta=meta, estimate=estimate, trainable_choices=TRAINABLE_CHOICES,
-                 idempotency_key=uuid.uuid4().hex,
+                 idempotency_key=uuid.uuid4().hex, studies={name: study.title for name, study in STUDIES.items()},
                  numeric_keys=[f.key for _, fields in sections for f in fields if f.kind in ("int", "float")])
 
 

@@ -52,3 +52,25 @@ def test_bad_seeds_and_pack_sizes_are_422_naming_the_field_and_queue_nothing(app
     errors = response.json()["detail"]
     assert any(e["field"] == field and words in e["msg"] for e in errors), errors
     assert counts(engine) == before
+
+
+def test_a_seed_range_is_parsed_by_the_server(app_client, csrf, engine):
+    created = app_client.post("/api/sweeps", json={**SEED_SET, "seeds": "0-2,7"}, headers=csrf)
+    assert created.status_code == 201, created.text
+    with session_scope(engine, readonly=True) as session:
+        assert session.get(Sweep, created.json()["id"]).axes == {"seed": [0, 1, 2, 7]}
+    backwards = app_client.post("/api/sweeps", json={**SEED_SET, "seeds": "5-2"}, headers=csrf)
+    assert backwards.status_code == 422
+    assert backwards.json()["detail"][0]["field"] == "seeds" and "runs backwards" in backwards.json()["detail"][0]["msg"]
+
+
+def test_studies_are_listed_and_bad_ones_are_422_naming_the_field(app_client, csrf, engine):
+    listed = app_client.get("/api/studies").json()["studies"]
+    dynamics = next(study for study in listed if study["name"] == "paper-dynamics-cpu")
+    assert [arm["name"] for arm in dynamics["arms"]][:2] == ["polynomial", "parity"]
+    assert dynamics["arms"][0]["runs"] == 8 and dynamics["arms"][2]["from_arm"] == "polynomial"
+    before = counts(engine)
+    for body, field in (({"study": "paper-nothing"}, "study"), ({"study": "paper-scaling-cpu", "pack_size": 0}, "pack_size")):
+        response = app_client.post("/api/studies", json=body, headers=csrf)
+        assert response.status_code == 422 and response.json()["detail"][0]["field"] == field, response.text
+    assert counts(engine) == before

@@ -197,17 +197,21 @@ def _expand_sweep(engine: Engine, claim: jobs.Claim, settings: Settings) -> str:
     """Expand a sweep into its cells' runs and train jobs (fenced, idempotent), then dispatch them."""
     from core.sweeps import SweepError, expand_sweep
 
-    def expand(session) -> list[int]:
+    def expand(session) -> tuple[list[int], bool]:
         jobs.fence(claim.job_id, claim.token)(session)
-        payload = jobs.get_job(session, job_id=claim.job_id).payload or {}
-        return expand_sweep(session, sweep_id=payload.get("sweep_id"), pack_size=payload.get("pack_size"))
+        job = jobs.get_job(session, job_id=claim.job_id)
+        payload = job.payload or {}
+        expanded = expand_sweep(session, sweep_id=payload.get("sweep_id"), pack_size=payload.get("pack_size"))
+        return expanded, job.cancel_requested  # a sweep cancelled as its job ran expanded nothing
 
     try:
-        job_ids = jobs.transact(engine, expand)
+        job_ids, cancelled = jobs.transact(engine, expand)
     except jobs.LeaseLost:
         return LOST
     except (SweepError, SpecError, KeyReused) as exc:
         return _finish(engine, claim, Status.FAILED, f"invalid sweep: {exc}")
+    if cancelled:
+        return _finish(engine, claim, Status.CANCELLED)
     try:
         dispatch(settings, job_ids)
     except Exception as exc:  # noqa: BLE001 - a broker outage: the republisher sends them later

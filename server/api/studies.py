@@ -22,8 +22,8 @@ from core.studies import STUDIES, launch_study
 from core.submit import dispatch
 from server.deps import OwnerAccess
 
-read = APIRouter(tags=["studies"])
-write = APIRouter(tags=["studies"])
+read = APIRouter(tags=["studies"])  # nothing a share link may read
+write = APIRouter(tags=["studies"])  # the owner's: the list the form offers, and launching one
 
 
 class StudyIn(BaseModel):
@@ -33,8 +33,8 @@ class StudyIn(BaseModel):
     pack_size: int | None = None
 
 
-@read.get("/api/studies")
-def list_studies() -> dict:
+@write.get("/api/studies")  # the owner's (the form's), never under a share link
+def list_studies(_owner: OwnerAccess) -> dict:
     return {"studies": [{"name": name, "title": study.title, "arms": [
         {"name": arm.name, "preset": arm.preset, "from_arm": arm.from_arm, "at_step": arm.at_step,
          "runs": (len(arm.seeds) or 1) * prod(len(values) for values in arm.axes.values())

@@ -11,6 +11,7 @@ dashboard shows its progress and can cancel it, Ctrl-C ends it CANCELLED after a
 here in packs of ``--pack-size`` (default: ``core.packing.choose_pack_size``).
 """
 
+import collections
 import signal
 import sys
 import threading
@@ -162,11 +163,15 @@ def report(engine, run_ids, statuses, seconds: float) -> int:
 class LiveLine:
     """One status line on stderr, redrawn in place from the jobs' live progress (what the run page shows)."""
 
+    WINDOW_S = 60.0  # the ETA comes from the steps done over this much of the past, as on the run page
+    LOG_EVERY_S = 10.0  # not a terminal (a log file): a new line at most this often, or when a status changes
+
     def __init__(self, engine, job_ids, stream=sys.stderr, every: float = 0.5) -> None:
         self.engine, self.job_ids, self.stream, self.every = engine, list(job_ids), stream, every
         self.tty = stream.isatty()
         self.done = threading.Event()
-        self.last = ""
+        self.last, self.last_counts, self.last_written = "", "", 0.0
+        self.seen: collections.deque[tuple[float, int]] = collections.deque()  # (monotonic time, steps done)
         self.thread = threading.Thread(target=self._loop, name="progress-line", daemon=True)
         self.thread.start()
 
@@ -180,10 +185,14 @@ class LiveLine:
                 line = self.render()
             except Exception:  # noqa: BLE001 - a failed read only skips one redraw
                 continue
-            if line and line != self.last:
-                self.stream.write("\r" + line.ljust(120)[:160] if self.tty else line + "\n")
-                self.stream.flush()
-                self.last = line
+            if not line or line == self.last:
+                continue
+            counts, now = line.split(" | ")[0], time.monotonic()
+            if not self.tty and counts == self.last_counts and now - self.last_written < self.LOG_EVERY_S:
+                continue
+            self.stream.write("\r" + line.ljust(120)[:160] if self.tty else line + "\n")
+            self.stream.flush()
+            self.last, self.last_counts, self.last_written = line, counts, now
 
     def render(self) -> str:
         from core.db import jobs
@@ -199,12 +208,26 @@ class LiveLine:
             counts[status] = counts.get(status, 0) + 1
         steps = sum(p.get("step") or 0 for _, p in states)
         total = sum(p.get("total") or 0 for _, p in states)
-        etas = [p.get("eta_s") for status, p in states if status == "RUNNING" and p.get("eta_s") is not None]
         parts = [f"{len(states)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
                  f"steps {steps:,}/{total:,}"]
-        if etas:
-            parts.append(f"pack ETA {_clock(max(etas))}")
+        eta = self.eta(steps, total, [p.get("eta_s") for status, p in states if status == "RUNNING"])
+        if eta is not None:
+            parts.append(f"ETA {_clock(eta)}")
         return " | ".join(parts)
+
+    def eta(self, steps: int, total: int, worker_etas: list) -> float | None:
+        """Seconds left: the remaining steps over the rate of the last ``WINDOW_S`` seconds, once 10 s of it
+        are seen (an evaluation pause then slows the estimate a little instead of making it jump); before
+        that, the slowest running job's own figure."""
+        now = time.monotonic()
+        self.seen.append((now, steps))
+        while now - self.seen[0][0] > self.WINDOW_S:
+            self.seen.popleft()
+        (then, before), span = self.seen[0], now - self.seen[0][0]
+        if span >= 10 and steps > before:
+            return (total - steps) * span / (steps - before)
+        known = [e for e in worker_etas if e is not None]
+        return max(known) if known else None
 
 
 def progress_text(p: dict) -> str:
@@ -225,4 +248,8 @@ def progress_text(p: dict) -> str:
 
 
 def _clock(seconds) -> str:
-    return time.strftime("%M:%S", time.gmtime(seconds)) if seconds is not None and seconds == seconds else "?"
+    """``07:05``, or ``1:15:00`` past an hour; ``?`` when unknown."""
+    if seconds is None or seconds != seconds:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes:02d}:{secs:02d}"

@@ -67,7 +67,7 @@ from core.names import (
     role_of_layer,
     score_key,
 )
-from core.population import spread
+from core.population import is_seed_set, spread
 from core.specs.errors import SpecError
 from core.specs.sweep import cell_label
 from core.summary import EMERGED, run_summary
@@ -109,6 +109,7 @@ class PopulationQueued:
     sweep_id: int
     jobs: list[tuple[int, int]]  # (run id, job id), one per member queued: dispatch the job ids after the commit
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {"run_id", "member", "reason"} (skip_missing)
+    seed_set: bool = True  # False: a grid (its page is /sweeps/{id}, a seed set's /seed-sets/{id})
 
     @property
     def job_ids(self) -> list[int]:
@@ -176,7 +177,8 @@ def submit_population_intervention(session: Session, *, sweep_id: int, body: Any
     queued = [(run.id, jobs.submit_intervention_job(session, run_id=run.id, spec=spec_json, population=sweep_id).id)
               for run in runs if run.id not in skipped_ids]
     skipped = [{"run_id": run.id, "member": member_name(run), "reason": message} for run, message in missing]
-    return PopulationQueued(sweep_id=sweep_id, jobs=queued, skipped=skipped)
+    return PopulationQueued(sweep_id=sweep_id, jobs=queued, skipped=skipped,
+                            seed_set=is_seed_set(session.get(Sweep, sweep_id)))
 
 
 def _status_counts(runs: Sequence[Run]) -> str:

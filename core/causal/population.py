@@ -77,6 +77,7 @@ SKIP_MISSING = "skip_missing"  # the body's one key beside the InterventionSpec
 CIRCUIT = "circuit"  # the slot of the circuit heads targeted together
 POINT_SCORES = (PEAKY_THRES, PEAKY_ABS)
 SHOWN_MEMBERS = 8  # members named in one error message; the rest are counted
+SQL_INT_MAX = 2**31 - 1  # ids are SQL integers: a larger source_run is no run, and must not reach the driver
 
 
 # ---------------------------------------------------------------- members
@@ -143,13 +144,19 @@ def submit_population_intervention(session: Session, *, sweep_id: int, body: Any
     if errors:
         raise SpecError(errors)
 
-    source = crud.get_run(session, run_id=spec.source_run) if spec.source_run is not None else None
+    known = spec.source_run is not None and spec.source_run <= SQL_INT_MAX  # a larger id names nothing
+    source = crud.get_run(session, run_id=spec.source_run) if known else None
     refused: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))  # field -> message -> runs
-    missing: list[tuple[Run, str]] = []
-    checkpointed = 0
+    missing: list[tuple[Run, str]] = []  # members without the checkpoint asked for (or any): refused or skipped
+    weights = {run.id: crud.checkpoint_steps(session, run_id=run.id, kind=CHECKPOINT_WEIGHTS) for run in runs}
+    if not any(weights.values()):
+        raise SpecError([("sweep_id", f"no member of sweep {sweep_id} has a weights checkpoint yet "
+                                      f"({len(runs)} members: {_status_counts(runs)}); wait for them to train")])
     for run in runs:
-        steps = crud.checkpoint_steps(session, run_id=run.id, kind=CHECKPOINT_WEIGHTS)
-        checkpointed += bool(steps)
+        steps = weights[run.id]
+        if not steps:  # not trained far enough to say anything else about it
+            missing.append((run, "the run has no weights checkpoints yet"))
+            continue
         try:
             check_for_run(spec, run_spec=run.spec or {}, weights_steps=steps, summary=run_summary(session, run),
                           source_spec=source.spec if source is not None else None)
@@ -163,9 +170,6 @@ def submit_population_intervention(session: Session, *, sweep_id: int, body: Any
         errors.append((name, "; ".join(f"{_names(found)}: {message}" for message, found in by_message.items())))
     if errors:
         raise SpecError(errors)
-    if not checkpointed:
-        raise SpecError([("sweep_id", f"no member of sweep {sweep_id} has a weights checkpoint yet "
-                                      f"({len(runs)} members: {_status_counts(runs)}); wait for them to train")])
     if missing and (not skip_missing or len(missing) == len(runs)):
         at = f"at step {spec.steps}" if isinstance(spec.steps, int) else "yet"
         others = len(runs) - len(missing)

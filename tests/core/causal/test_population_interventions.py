@@ -113,6 +113,19 @@ def test_members_without_the_checkpoint_refuse_the_request_unless_skip_missing(e
     assert [s["run_id"] for s in queued.skipped] == [late_id] and "step 500" in queued.skipped[0]["reason"]
 
 
+def test_a_member_still_queued_is_missing_not_refused_for_its_heads(engine):
+    """A member with no metrics and no checkpoints has no circuit heads either: what it lacks is training."""
+    with session_scope(engine) as session:
+        sweep_id = seed_set(session)
+        queued = crud.create_run(session, spec={"problem": "parity", **SHAPE}, sweep_id=sweep_id)
+        crud.update_run(session, run_id=queued.id, sweep_cell={"seed": 9})
+    errors = refusal(engine, sweep_id, {**IDEAL, "steps": "last"})
+    assert list(errors) == ["steps"] and "have no weights checkpoint yet: seed 9 (run " in errors["steps"], errors
+    with session_scope(engine) as session:
+        done = submit_population_intervention(session, sweep_id=sweep_id, body={**IDEAL, "skip_missing": True})
+    assert len(done.jobs) == 3 and [s["member"] for s in done.skipped] == [f"seed 9 (run {queued.id})"]
+
+
 def test_a_population_with_no_checkpoints_or_no_runs_is_refused_on_sweep_id(engine):
     with session_scope(engine) as session:
         bare = seed_set(session, checkpoints=[])

@@ -1,5 +1,6 @@
 """Plotly figure dicts of the population views: bands over seeds, emergence and steps-to-accuracy
-distributions, and the sweep heatmap with its spread on hover.
+distributions, the sweep heatmap with its spread on hover, and one intervention on every member (each
+member's accuracy against its head's peakiness, and the spread over members).
 
 Pure functions over ``core.population``'s numbers (nothing reads the database). A *band* is drawn
 as three layers per population: the min-max range (faint), mean +- std (stronger) and the mean
@@ -104,3 +105,73 @@ def grid_figure(*, x_values: Sequence[Any], y_values: Sequence[Any], cells: Sequ
               "margin": {"l": 70, "r": 10, "t": 36, "b": 50},
               "xaxis": {**tick, "title": {"text": escape(x_title)}}, "yaxis": {**tick, "title": {"text": escape(y_title)}}}
     return {"data": [trace], "layout": layout}
+
+
+# ---------------------------------------------------------------- one intervention on every member
+
+ACCURACY_RANGE = (-0.06, 1.06)  # a member at accuracy 0.00 sits clear of the axis, never hidden under it
+BASELINE_COLOUR = "#94a3b8"
+
+
+def _point_hover(point: Mapping[str, Any]) -> str:
+    x = point["x"]
+    scores = ", ".join(f"{score} {x[score]:.2f}" for score in ("peaky_thres", "peaky_abs") if x.get(score) is not None)
+    return (f"{escape(point['member'])}, step {point['step']}<br>{escape(x.get('label') or 'no head')}: "
+            f"{scores or 'no score recorded'}<br>accuracy {point['accuracy']:.3f} (baseline "
+            + (f"{point['baseline']:.3f})" if point["baseline"] is not None else "n/a)"))
+
+
+def intervention_members_figure(series: Mapping[str, Any], *, bar: float) -> dict:
+    """Each member as a point: x = its targeted head's peaky_thres at the step tested (its EoI
+    locator's when several heads were targeted), y = its accuracy under the intervention, a hollow
+    grey point at its untouched baseline joined to it. The dashed line is the circuit bar ``bar``."""
+    points = [p for p in series["points"] if p["accuracy"] is not None]
+    xs = [p["x"]["peaky_thres"] for p in points]
+    joins_x, joins_y = [], []
+    for x, p in zip(xs, points):
+        joins_x += [x, x, None]
+        joins_y += [p["baseline"], p["accuracy"], None]
+    hover = [_point_hover(p) for p in points]
+    seeds = ["" if p["seed"] is None else str(p["seed"]) for p in points]
+    data = [
+        {"type": "scatter", "mode": "lines", "x": joins_x, "y": joins_y, "name": "baseline -> intervened",
+         "line": {"color": "#cbd5e1", "width": 1}, "hoverinfo": "skip", "showlegend": False},
+        {"type": "scatter", "mode": "markers", "x": xs, "y": [p["baseline"] for p in points], "name": "baseline (untouched)",
+         "marker": {"color": "white", "size": 8, "line": {"color": BASELINE_COLOUR, "width": 1.5}},
+         "customdata": hover, "hovertemplate": "%{customdata}<extra>baseline</extra>"},
+        {"type": "scatter", "mode": "markers+text", "x": xs, "y": [p["accuracy"] for p in points],
+         "name": "intervened", "text": seeds, "textposition": "middle right", "textfont": {"size": 9},
+         "marker": {"color": COLOURS[0], "size": 9, "line": {"color": "#1e1b4b", "width": 1}},
+         "customdata": hover, "hovertemplate": "%{customdata}<extra>intervened</extra>"},
+    ]
+    unplaced = sum(1 for x in xs if x is None)
+    title = escape(series["title"]) + (f" ({unplaced} without a score at that step)" if unplaced else "")
+    x_title = "peaky_thres of " + ("the targeted head" if series["slot"] != "circuit" else "the EoI locator")
+    layout = _layout(title, x_title=x_title + " (labels: seeds)", y_title="accuracy (L = 4..max)",
+                     y_range=ACCURACY_RANGE, height=340)
+    layout.update(hovermode="closest", shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": bar, "x1": bar,
+                                                "y0": 0, "y1": 1, "line": {"color": "#dc2626", "dash": "dash", "width": 1}}])
+    layout["xaxis"]["range"] = [-0.03, 1.05]
+    return {"data": data, "layout": layout}
+
+
+def intervention_distribution_figure(series: Sequence[Mapping[str, Any]]) -> dict:
+    """Per series, a box with every member's point (a strip): the untouched baseline beside the
+    intervened accuracy, so each intervention's spread over members reads at a glance."""
+    names, baseline, intervened, hover = [], [], [], []
+    for entry in series:
+        for p in entry["points"]:
+            names.append(escape(entry["title"]))
+            baseline.append(p["baseline"])
+            intervened.append(p["accuracy"])
+            hover.append(_point_hover(p))
+    box = {"type": "box", "x": names, "boxpoints": "all", "jitter": 0.5, "pointpos": 0, "customdata": hover}
+    data = [{**box, "y": baseline, "name": "baseline (untouched)", "marker": {"color": BASELINE_COLOUR, "size": 6},
+             "hovertemplate": "%{customdata}<extra>baseline</extra>"},
+            {**box, "y": intervened, "name": "intervened", "marker": {"color": COLOURS[0], "size": 7},
+             "hovertemplate": "%{customdata}<extra>intervened</extra>"}]
+    layout = _layout("accuracy over members: baseline and intervened", x_title="", y_title="accuracy (L = 4..max)",
+                     y_range=ACCURACY_RANGE, height=340)
+    layout.update(hovermode="closest", boxmode="group")
+    layout["xaxis"]["automargin"] = True
+    return {"data": data, "layout": layout}

@@ -118,14 +118,19 @@ def submit_train_job(session: Session, *, run_id: int, queue: str | None = None,
 
 
 def submit_intervention_job(session: Session, *, run_id: int, spec: dict[str, Any], queue: str | None = None,
-                            max_attempts: int = 3) -> Job:
-    """Queue an intervene job on run ``run_id`` (``payload["spec"]`` says what to do); the run's status stays."""
+                            max_attempts: int = 3, population: int | None = None) -> Job:
+    """Queue an intervene job on run ``run_id`` (``payload["spec"]`` says what to do); the run's status stays.
+    ``population``: the sweep whose every member got this intervention in one request
+    (``core.causal.population``), kept as ``payload["population"]`` so its page finds the jobs."""
     run = session.get(Run, run_id)
     if run is None:
         raise LookupError(f"no run {run_id}")
+    payload: dict[str, Any] = {"spec": dict(spec), "history": []}
+    if population is not None:
+        payload["population"] = int(population)
     job = Job(kind=JobKind.INTERVENE.value, run_id=run_id, status=Status.QUEUED.value,
               queue=queue or queue_for_device((run.spec or {}).get("device")), max_attempts=max_attempts,
-              payload={"spec": dict(spec), "history": []}, progress={})
+              payload=payload, progress={})
     session.add(job)
     session.flush()
     return job

@@ -3,11 +3,17 @@
     POST /api/runs/7/interventions  {"kind": "edge", "heads": ["L1H3"], "steps": "all"}
         -> 201 {"job_id": 31, "run_id": 7}          (404 for no run; 422 naming the field on bad input,
                                                       "L9H9" in a 2-layer run included: nothing is queued)
+    POST /api/sweeps/4/interventions  {"kind": "pattern", "variants": ["ideal"], "steps": "last"[, "skip_missing": true]}
+        -> 201 {"sweep_id": 4, "jobs": [{"run_id": 21, "job_id": 40}, ...], "skipped": [], "url": "/seed-sets/4"}
+                                                     (every member validated, one job each, one transaction;
+                                                      404 for no sweep, 422 naming the field: nothing is queued)
     GET  /api/runs/7/interventions
         -> {"run_id": 7, "steps": [...], "series": [...], "verdict": {...}, "heads": {...},
             "jobs": [{"id": 31, "status": "RUNNING", "progress": {"done": 3, "total": 8, "eta_s": 12.0}, ...}]}
 
-The body is a ``core.causal.specs.InterventionSpec``; the job is queued with
+The body is a ``core.causal.specs.InterventionSpec``; on a sweep, ``core.causal.population`` checks it
+against every member and queues one job per member (its results: ``GET /api/seed-sets/{id}/interventions``).
+A run's job is queued with
 ``core.db.jobs.submit_intervention_job`` and dispatched after the commit. Reading groups the stored
 results per (intervention, target) for charts (``core.causal.results.for_charts``), next to the
 circuit heads' peakiness and the causal verdict (``core.summary.causal_verdict``).
@@ -21,13 +27,15 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel
 
 from core.causal import results
+from core.causal.population import submit_population_intervention
 from core.causal.specs import parse_for_run
 from core.db import crud, jobs
 from core.names import CHECKPOINT_WEIGHTS
 from core.db.session import session_scope
 from core.submit import dispatch
 from core.summary import causal_verdict, run_summary
-from server.deps import MAX_ID, CurrentAccess, OwnerAccess, ReadSession, RunId
+from core.sweeps import SweepError
+from server.deps import MAX_ID, CurrentAccess, OwnerAccess, ReadSession, RunId, SweepId
 from server.errors import NotFound
 
 read = APIRouter(tags=["interventions"])
@@ -37,6 +45,24 @@ write = APIRouter(tags=["interventions"])
 class InterventionQueued(BaseModel):
     job_id: int
     run_id: int
+
+
+class MemberJob(BaseModel):
+    run_id: int
+    job_id: int
+
+
+class SkippedMember(BaseModel):
+    run_id: int
+    member: str  # "seed 3 (run 12)"
+    reason: str
+
+
+class PopulationQueued(BaseModel):
+    sweep_id: int
+    jobs: list[MemberJob]
+    skipped: list[SkippedMember]  # only with "skip_missing": true
+    url: str  # the page that draws the results
 
 
 @read.get("/api/runs/{run_id}/interventions", summary="A run's intervention results, grouped for charts")
@@ -77,3 +103,22 @@ def create_intervention(request: Request, run_id: RunId, body: Annotated[dict[st
         job_id = jobs.submit_intervention_job(session, run_id=run_id, spec=spec.model_dump(mode="json")).id
     dispatch(request.app.state.settings, [job_id])  # after the commit
     return InterventionQueued(job_id=job_id, run_id=run_id)
+
+
+@write.post("/api/sweeps/{sweep_id}/interventions", status_code=201, response_model=PopulationQueued,
+            summary="Queue the same intervention on every member of a seed set or sweep",
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"type": "object", "description": "an InterventionSpec and skip_missing (docs/causal.md)"}}}}})
+def create_population_intervention(request: Request, sweep_id: SweepId, body: Annotated[dict[str, Any], Body()],
+                                   _owner: OwnerAccess) -> PopulationQueued:
+    """422 naming every bad field, before anything is queued: the spec's own values, what does not fit
+    some members (named), and members without the requested checkpoint (unless ``skip_missing``)."""
+    try:
+        with session_scope(request.app.state.engine) as session:
+            queued = submit_population_intervention(session, sweep_id=sweep_id, body=body)
+    except SweepError as exc:
+        raise NotFound(str(exc)) from None
+    dispatch(request.app.state.settings, queued.job_ids)  # after the commit
+    return PopulationQueued(sweep_id=sweep_id, jobs=[MemberJob(run_id=r, job_id=j) for r, j in queued.jobs],
+                            skipped=[SkippedMember(**s) for s in queued.skipped],
+                            url=f"/seed-sets/{sweep_id}" if queued.seed_set else f"/sweeps/{sweep_id}")

@@ -2,6 +2,7 @@
 
     data = populations.seed_set_view(session, sweep_id=7, access=access)            # /seed-sets/7, its JSON twin
     data = populations.compare_view(session, sweep_ids=[7, 9], access=access)       # /seed-sets/compare?sets=7,9
+    data = populations.interventions_view(session, sweep_id=7, access=access)       # its panel "Interventions on every seed"
 
 The numbers are ``core.population``'s (bands over seeds, emergence, steps to 0.99 and the ratio);
 this adds the figure dicts (``server.figures_population``) and ``access.url`` links, so a shared
@@ -18,7 +19,9 @@ from fastapi import Query
 from sqlalchemy.orm import Session
 
 from core import population
+from core.causal.population import population_intervention_results
 from core.names import PEAKY_ABS, PEAKY_THRES, ROLE_TITLES, ROLES
+from core.summary import EMERGED
 from core.specs.errors import SpecError
 from core.sweeps import SweepError
 from server import figures_population as F
@@ -100,4 +103,24 @@ def compare_view(session: Session, *, sweep_ids: Sequence[int], access: Access,
             title=f"steps to test seq_acc ≥ {threshold:g}, per seed", x_title="step"),
     }
     data["sets_param"] = ",".join(str(s["id"]) for s in data["sets"])
+    return data
+
+
+def interventions_view(session: Session, *, sweep_id: int, access: Access, step: int | None = None) -> dict[str, Any]:
+    """The seed-set page's interventions panel: ``core.causal.population.population_intervention_results``
+    with each series' members figure, one distribution figure over every series, and member links. A
+    share link sees the jobs' status and progress, never a failure's text."""
+    access.require_sweep(sweep_id)
+    try:
+        data = population_intervention_results(session, sweep_id=sweep_id, step=step)
+    except SweepError:
+        raise NotFound(f"no sweep {sweep_id}") from None
+    for series in data["series"]:
+        series["figure"] = F.intervention_members_figure(series, bar=EMERGED)
+        for point in series["points"]:
+            point["url"] = access.url(f"/runs/{point['run_id']}")
+    for job in data["jobs"]:
+        job["error"] = None if access.readonly else job["error"]
+    data["figures"] = {"fig-iv-distribution": F.intervention_distribution_figure(data["series"])}
+    data["live"] = sum(job["live"] for job in data["jobs"])
     return data

@@ -5,7 +5,8 @@
  *     untouched baseline, the target heads' peaky_thres in the hover (causal next to correlational);
  *   - the chosen result in detail: accuracy per length (bars), a curve over steps when several
  *     steps were tested, the layer x position grid of activation patching, a probe's accuracy vs chance.
- * The form posts an InterventionSpec to the same URL with the X-CSRF-Token header from
+ * The form (its fields and helpers: intervention_form.js) posts an InterventionSpec to the same URL
+ * with the X-CSRF-Token header from
  * <meta name="csrf-token">, then polls, showing the job's status and progress ("3 / 8 results"),
  * until the job ends.
  */
@@ -15,6 +16,7 @@
   if (!panel) return;
   const url = panel.dataset.api + "/runs/" + panel.dataset.run + "/interventions";
   const config = {responsive: true, displaylogo: false};
+  const form = window.CB.interventionForm;  // intervention_form.js: the spec, refusals, job lines
   let data = null;
 
   function csrfToken() {
@@ -125,23 +127,6 @@
     return data;
   }
 
-  function specFromForm(form) {
-    const f = new FormData(form);
-    const spec = {kind: f.get("kind"), role: f.get("role"), metric: f.get("metric"), site: f.get("site"),
-                  together: f.get("together") === "on"};
-    const list = (name) => String(f.get(name) || "").split(",").map((v) => v.trim()).filter(Boolean);
-    if (list("variants").length) spec.variants = list("variants");
-    if (list("heads").length) spec.heads = list("heads");
-    const steps = String(f.get("steps") || "last").trim();
-    spec.steps = /^\d+$/.test(steps) ? Number(steps) : steps;
-    for (const name of ["shift", "source_run", "layer", "length", "rows_per_len"]) {
-      const value = String(f.get(name) || "").trim();
-      if (value !== "") spec[name] = Number(value);
-    }
-    if (spec.kind !== "probe") { delete spec.layer; delete spec.site; }
-    return spec;
-  }
-
   async function launch(event) {
     event.preventDefault();
     const status = document.getElementById("causal-status");
@@ -149,10 +134,10 @@
     const response = await fetch(url, {
       method: "POST", credentials: "same-origin",
       headers: {"Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken()},
-      body: JSON.stringify(specFromForm(event.target)),
+      body: JSON.stringify(form.spec(event.target)),
     });
     const body = await response.json().catch(() => ({}));
-    markInvalid(event.target, Array.isArray(body.detail) && !response.ok ? body.detail : []);
+    form.markInvalid(event.target, Array.isArray(body.detail) && !response.ok ? body.detail : []);
     if (!response.ok) {
       text(status, "refused: " + window.CB.problems(body, response.statusText));
       return;
@@ -163,42 +148,18 @@
       const now = await load();
       const job = now && (now.jobs || []).find((j) => j.id === body.job_id);
       if (!job) continue;
-      text(status, jobText(job));
+      text(status, form.jobText(job));
       if (!["QUEUED", "RUNNING"].includes(job.status)) return;
     }
   }
 
-  function markInvalid(form, problems) {
-    // Each field a 422 names is outlined, its message in its tooltip; the others are cleared.
-    form.querySelectorAll(".invalid").forEach((el) => { el.classList.remove("invalid"); el.removeAttribute("title"); });
-    for (const problem of problems) {
-      const input = form.elements[problem.field];
-      if (!input || !input.classList) continue;
-      input.classList.add("invalid");
-      input.title = problem.msg;
-    }
-  }
-
-  function jobText(job) {
-    const p = job.progress || {};
-    let line = "job " + job.id + ": " + job.status.toLowerCase();
-    if (p.total) line += ", " + p.done + " / " + p.total + " results";
-    if (job.status === "RUNNING" && p.eta_s) line += ", about " + Math.ceil(p.eta_s) + " s left";
-    if (job.error) line += " (" + job.error + ")";
-    return line;
-  }
-
   document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("causal-series").addEventListener("change", drawDetail);
-    const form = document.getElementById("causal-form");
-    if (form) {  // each kind's own fields on their own row; the rows of other kinds hide
-      const showKindRows = () => form.querySelectorAll(".causal-row[data-kinds]").forEach((row) => {
-        row.hidden = !row.getAttribute("data-kinds").split(" ").includes(form.elements.kind.value);
-      });
-      form.elements.kind.addEventListener("change", showKindRows);
-      showKindRows();
+    const element = document.getElementById("causal-form");
+    if (element) {  // each kind's own fields on their own row; the rows of other kinds hide
+      form.showKindRows(element);
+      element.addEventListener("submit", launch);
     }
-    if (form) form.addEventListener("submit", launch);
     load();
   });
 })();

@@ -147,6 +147,11 @@ def test_every_figure_saves_as_svg_and_png_and_the_head_as_a_gif(served, page):
                             return [img.naturalWidth, img.naturalHeight]; }""", href)
     assert size[0] >= 200 and size[1] >= 200  # Chromium decodes it too
     page.locator("#attention").screenshot(path=str(SCREENS / "cursor_attention.png"))
+    page.select_option("#score", "peaky_abs")  # a matrix's file names the score it shows
+    assert page.get_attribute('[data-export="fig-emergence-iteration"]', "data-filename") == \
+        f"run{served['run']}-emergence-iteration-peaky_abs"
+    page.wait_for_function("() => document.getElementById('fig-emergence-iteration').data[0].colorbar.title.text"
+                           f" === 'peaky_abs' && ({CURSOR})('fig-emergence-iteration') !== null")  # redrawn, cursor too
     assert page.problems == []
 
 

@@ -169,6 +169,10 @@
     $("score").addEventListener("change", (event) => {
       state.score = event.target.value;
       CB.setQuery({score: state.score});
+      MATRICES.forEach((id) => {  // the saved matrix's file names its score
+        const box = document.querySelector('[data-export="' + id + '"]');
+        if (box) box.dataset.filename = box.dataset.filename.replace(/-[a-z_]+$/, "-" + state.score);
+      });
       refreshFigures();
     });
   }

@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_FREE = ["core.settings", "core.names", "core.specs.run", "core.specs.overrides", "core.specs.sweep", "core.specs.budget", "core.presets", "core.problems", "core.db",
-              "core.db.crud", "core.db.shares", "core.snapshots", "core.summary", "core.submit", "core.cli",
+              "core.db.crud", "core.db.shares", "core.snapshots", "core.gif", "core.summary", "core.submit", "core.cli",
               "core.sweeps", "core.population", "core.eval_import", "core.causal.specs", "core.causal.results", "core.causal.jobs",
               "core.causal.population"]
 

@@ -5,6 +5,7 @@
     GET  /api/runs/7                    status, progress, config, summary, lineage
     GET  /api/runs/7/metrics?prefix=test/&format=series
     GET  /api/runs/7/snapshots/250?probe=3    one probe sequence, every layer and head (< 64 KB)
+    GET  /api/runs/7/attention.gif?layer=1&head=0&probe=3   that head at every snapshot step, animated
 
 Reads (``read``) are also served under a share link (``/s/{token}/api/...``) for the runs it names;
 writes (``write``) are the owner's. Every 4xx is JSON ``{"detail": "..."}``; bad input (422) is
@@ -30,7 +31,7 @@ from core.db.session import session_scope
 from core.names import SCORE_PATTERN
 from core.submit import dispatch
 from core.summary import run_summary
-from server import cache, figures
+from server import animation, cache, figures
 from server.deps import CurrentAccess, OwnerAccess, ReadSession, RunId, StepPath
 from server.errors import NotFound
 from server.views import runs as views
@@ -128,6 +129,19 @@ def get_figures(request: Request, run_id: RunId, access: CurrentAccess,
         rows = views.figure_rows(session, run_id=run_id, score=score)
         return json_response(FigureSet(figures=figures.run_figures(rows, run_summary(session, run), score=score)))  # so far, while live
     return cache.finished(request, session, run_id=run_id, render=render)
+
+
+@read.get("/runs/{run_id}/attention.gif", responses={200: {"content": {"image/gif": {}}}, **ERRORS},
+          response_class=Response, summary="One head's attention on one probe at every snapshot step, as an animated GIF")
+def get_attention_gif(run_id: RunId, access: CurrentAccess, session: ReadSession,
+                      layer: Annotated[int, Query(ge=0, le=1000)] = 0,
+                      head: Annotated[int, Query(ge=0, le=1000)] = 0,
+                      probe: Annotated[int, Query(ge=0, le=100_000, description="index in the probe set")] = 0) -> Response:
+    access.require_run(run_id)
+    frames = views.head_over_training(session, run_id=run_id, layer=layer, head=head, probe=probe)  # 404 / 422
+    filename = f"run{run_id}-L{layer}H{head}-probe{probe}.gif"
+    return Response(animation.attention_gif(frames), media_type="image/gif",
+                    headers={"Content-Disposition": f'inline; filename="{filename}"'})
 
 
 # ---------------------------------------------------------------- downloads

@@ -113,7 +113,7 @@ def _viewer_state(session: Session, run, *, step, probe, length, layer, head) ->
     state = {"step": None, "probe": 0, "length": None, "layer": layer, "head": head}
     if not steps:
         return state, None
-    step = step if step in steps else steps[-1]
+    step = steps[-1] if step is None else min(steps, key=lambda s: (abs(s - step), s))  # the nearest snapshot
     lengths = views.snapshot_lengths(session, run_id=run.id, step=step)
     if probe is None or probe >= len(lengths) or (length is not None and lengths[probe] != length):
         wanted = length if length in lengths else min(max(lengths), 8)

@@ -41,6 +41,7 @@ from core.names import (
 )
 from core.problems import expected_keys
 from core.snapshots import real_width, token_label, unpack
+from core.specs.errors import SpecError
 from core.summary import run_summary
 from server.access import OWNER, Access
 from server.errors import NotFound
@@ -310,6 +311,50 @@ def all_snapshots(session: Session, *, run_id: int) -> dict[str, np.ndarray]:
     if probe_set is not None:
         arrays["tokens"], arrays["lengths"] = probe_set
     return arrays
+
+
+@dataclass(frozen=True)
+class HeadOverTraining:
+    """One head's attention on one probe sequence at every snapshot step (the animated GIF's frames)."""
+
+    layer: int
+    head: int
+    probe: int
+    length: int  # the probe sequence's input length L
+    steps: list[int]
+    maps: list[np.ndarray]  # one [W, W] float32 per step, W = real_width(L), zero above the diagonal
+
+
+MAX_FRAMES = 300  # more snapshots than this are thinned evenly, the first and last kept
+
+
+def head_over_training(session: Session, *, run_id: int, layer: int, head: int, probe: int) -> HeadOverTraining:
+    """The maps of ``L{layer}H{head}`` on probe ``probe`` at each snapshot step (at most ``MAX_FRAMES``).
+
+    404 (``NotFound``) for an unknown run or one with no snapshot yet; 422 (``SpecError``, naming the
+    query field) for a layer, head or probe the run does not have."""
+    get_run(session, run_id=run_id)
+    steps = crud.list_snapshot_steps(session, run_id=run_id)
+    if not steps:
+        raise NotFound(f"run {run_id} has no snapshot yet: the first one is taken at step 0")
+    if len(steps) > MAX_FRAMES:
+        picks = np.linspace(0, len(steps) - 1, MAX_FRAMES).round().astype(int)
+        steps = [steps[i] for i in sorted(set(picks.tolist()))]
+    layout = crud.get_snapshot(session, run_id=run_id, step=steps[0]).layout
+    lengths = [int(n) for n in layout["lengths"]]
+    limits = {"layer": (layer, int(layout["n_layers"]), "layer"), "head": (head, int(layout["n_heads"]), "head"),
+              "probe": (probe, len(lengths), "probe sequence")}
+    problems = [(field, f"must be {'0' if n == 1 else f'0..{n - 1}'} (got {value}): the run has {n} {what}{'s' * (n != 1)}")
+                for field, (value, n, what) in limits.items() if value >= n]
+    if problems:
+        raise SpecError(problems)
+    width = real_width(lengths[probe])
+    maps = []
+    for step in steps:  # one row at a time: a long run's snapshots need not all be in memory
+        row = crud.get_snapshot(session, run_id=run_id, step=step)
+        maps.append(unpack(row.data, row.layout)[probe, layer, head, :width, :width])
+        session.expunge(row)
+    return HeadOverTraining(layer=layer, head=head, probe=probe, length=lengths[probe], steps=steps, maps=maps)
 
 
 # ---------------------------------------------------------------- the emergence matrix

@@ -66,7 +66,9 @@ def test_the_run_page_carries_its_state_figures_and_viewer(app_client, trained_r
 
 def test_out_of_range_state_falls_back_to_what_exists(app_client, trained_run):
     data = page_data(app_client.get(f"/runs/{trained_run}", params={"step": 7, "probe": 99, "layer": 9}).text)
-    assert data["state"]["step"] == 20 and data["state"]["probe"] < 6 and data["state"]["layer"] in (0, 1)
+    assert data["state"]["step"] == 10 and data["state"]["probe"] < 6 and data["state"]["layer"] in (0, 1)  # the nearest snapshot
+    assert page_data(app_client.get(f"/runs/{trained_run}", params={"step": 10**6}).text)["state"]["step"] == 20
+    assert page_data(app_client.get(f"/runs/{trained_run}", params={"step": 15}).text)["state"]["step"] == 10  # a tie: the earlier
     assert app_client.get("/runs/999999").status_code == 404
 
 

@@ -5,6 +5,7 @@
  *   CB.problems(body)                     a 4xx body as text: its detail, or each "field: msg" of a 422
  *   CB.renderPlots(document)              draw every partials/plot.html figure (done on load)
  *   CB.setQuery({step: 250})              keep page state in the URL without reloading
+ *   export links (partials/figure_export.html)  "SVG · PNG" under a figure save it (Plotly.downloadImage)
  */
 (function () {
   "use strict";
@@ -74,6 +75,22 @@
     });
   };
 
+  // An export link pair: <span data-export="FIGURE-ID" data-filename="NAME"> holding <a data-format="svg|png">.
+  // One listener for the whole document, so links drawn later and names changed later (the attention
+  // viewer's, which carry the step) just work. The image has the figure's size on screen; a PNG twice
+  // its pixels, for slides.
+  function saveFigure(event) {
+    const link = event.target.closest && event.target.closest("[data-export] a[data-format]");
+    if (!link) return;
+    event.preventDefault();
+    const box = link.closest("[data-export]"), el = document.getElementById(box.dataset.export);
+    if (!el || !el.data || !window.Plotly) return;
+    const format = link.dataset.format;
+    window.Plotly.downloadImage(el, {format, filename: box.dataset.filename || box.dataset.export,
+                                     width: el.offsetWidth || 700, height: el.offsetHeight || 450,
+                                     scale: format === "png" ? 2 : 1});
+  }
+
   CB.duration = function (seconds) {
     if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
     if (seconds < 90) return Math.max(1, Math.round(seconds)) + " s";
@@ -81,5 +98,6 @@
     return (seconds / 3600).toFixed(1) + " h";
   };
 
+  document.addEventListener("click", saveFigure);
   document.addEventListener("DOMContentLoaded", () => CB.renderPlots(document));
 })();

@@ -1,6 +1,13 @@
 /* The run page, live: progress and curves follow the worker without a reload, and the attention
  * viewer moves through the stored snapshots (step slider, length and sequence selectors, head choice).
  *
+ * One step cursor for the whole page (``moveCursor``): the step slider, a vertical line on every curve
+ * and an outlined column of the emergence matrix show the same snapshot step (static/js/cursor.js
+ * draws them); moving the slider, clicking a point of a curve (the nearest snapshot step) or a cell of
+ * the matrix moves all of them and loads that step's attention maps. The export links under each
+ * figure save it as SVG or PNG (CB.bindExports); the GIF link asks the server for the chosen head over
+ * training (GET /api/runs/{id}/attention.gif).
+ *
  * State (step, probe, length, layer, head, score) is kept in the URL with history.replaceState, so a
  * copied link reopens the same view. While the run is not finished the page polls GET /api/runs/{id}
  * every POLL_MS: the curves are redrawn (GET .../figures) when new snapshot steps appear, and at most
@@ -25,6 +32,36 @@
   let figuresAt = 0, figuresStep = null;  // when the curves were last redrawn, and at which step
   const seen = [];  // [time ms, step] of recent polls, for the ETA's rate
   const $ = (id) => document.getElementById(id);
+  const CURVES = ["fig-loss", "fig-peaky", "fig-acc-test", "fig-acc-train"];
+  const MATRICES = ["fig-emergence-eoi_locator", "fig-emergence-iteration"];
+
+  // ------------------------------------------------------------- the step cursor
+
+  function moveCursor(step) {
+    // Every view of the step follows: the slider, its label, the URL, the curves and matrices, the maps.
+    if (step === null || step === undefined) return Promise.resolve();
+    state.step = step;
+    setSlider();
+    $("step-label").textContent = step.toLocaleString("en");
+    CB.setQuery({step});
+    drawCursor();
+    return loadSnapshot();
+  }
+
+  function drawCursor() {
+    return Promise.all(CURVES.concat(MATRICES).map((id) => CB.cursor.draw($(id), state.step)));
+  }
+
+  function bindCurves() {
+    CURVES.forEach((id) => {
+      const el = $(id);
+      if (!el || !el.on) return;
+      el.on("plotly_click", (event) => {
+        const x = event.points && event.points[0] && event.points[0].x;
+        if (typeof x === "number" && steps.length) moveCursor(CB.cursor.nearest(steps, x));
+      });
+    });
+  }
 
   // ------------------------------------------------------------- attention viewer
 
@@ -63,6 +100,19 @@
                                                      onSelect: selectHead});
     CB.attention.render($("attention-focus"), snapshot, {layer: state.layer, head: state.head, overlay});
     $("attention-focus").dataset.step = String(snapshot.step);
+    nameExports();
+  }
+
+  function nameExports() {
+    // The saved files say what they show: run, head, probe and step.
+    const at = "run" + runId + "-step" + snapshot.step + "-probe" + snapshot.probe;
+    $("export-focus").dataset.filename = at + "-L" + state.layer + "H" + state.head;
+    $("export-grid").dataset.filename = at + "-all-heads";
+    const gif = $("attention-gif");
+    gif.href = CB.apiBase() + "/runs/" + runId + "/attention.gif?layer=" + state.layer + "&head=" + state.head +
+      "&probe=" + snapshot.probe;
+    gif.download = "run" + runId + "-L" + state.layer + "H" + state.head + "-probe" + snapshot.probe + ".gif";
+    $("attention-gif-head").textContent = "L" + state.layer + "H" + state.head;
   }
 
   function selectHead(layer, head) {
@@ -88,11 +138,7 @@
   }
 
   function bindViewer() {
-    $("step-slider").addEventListener("input", (event) => {
-      state.step = steps[parseInt(event.target.value, 10)];
-      $("step-label").textContent = state.step.toLocaleString("en");
-      loadSnapshot();
-    });
+    $("step-slider").addEventListener("input", (event) => moveCursor(steps[parseInt(event.target.value, 10)]));
     $("length").addEventListener("change", (event) => {
       const wanted = parseInt(event.target.value, 10);
       state.probe = snapshot.lengths.indexOf(wanted);
@@ -108,7 +154,7 @@
   // ------------------------------------------------------------- emergence matrix and figures
 
   function bindEmergence() {
-    ["fig-emergence-eoi_locator", "fig-emergence-iteration"].forEach((id) => {
+    MATRICES.forEach((id) => {
       const el = $(id);
       if (!el || !el.on) return;
       el.on("plotly_click", (event) => {
@@ -117,14 +163,16 @@
         if (!match || steps.indexOf(point.x) < 0) return;
         state.layer = parseInt(match[1], 10);
         state.head = parseInt(match[2], 10);
-        state.step = point.x;
-        setSlider();
-        loadSnapshot().then(() => $("attention").scrollIntoView({behavior: "smooth"}));
+        moveCursor(point.x).then(() => $("attention").scrollIntoView({behavior: "smooth"}));
       });
     });
     $("score").addEventListener("change", (event) => {
       state.score = event.target.value;
       CB.setQuery({score: state.score});
+      MATRICES.forEach((id) => {  // the saved matrix's file names its score
+        const box = document.querySelector('[data-export="' + id + '"]');
+        if (box) box.dataset.filename = box.dataset.filename.replace(/-[a-z_]+$/, "-" + state.score);
+      });
       refreshFigures();
     });
   }
@@ -135,6 +183,7 @@
       const el = $(id);
       if (el) await window.Plotly.react(el, figure.data, figure.layout, CB.plotConfig);
     }
+    await drawCursor();  // new figure JSON has no cursor
   }
 
   // ------------------------------------------------------------- live status
@@ -203,9 +252,8 @@
       steps = run.snapshot_steps;
       if (grew) {
         const following = !snapshot || state.step === null || state.step === undefined || state.step === newest;
-        if (following && steps.length) state.step = steps[steps.length - 1];  // follow the newest snapshot
         setSlider();
-        if (following) await loadSnapshot();
+        if (following && steps.length) await moveCursor(steps[steps.length - 1]);  // follow the newest snapshot
       }
       const moved = run.progress.step !== figuresStep && Date.now() - figuresAt >= FIGURE_MS;
       if (grew || moved || (terminal && !wasTerminal)) {
@@ -260,10 +308,14 @@
   document.addEventListener("DOMContentLoaded", () => {
     bindViewer();
     bindEmergence();
+    bindCurves();
     bindActions();
     if (snapshot) {
       setSlider();
       drawViewer();
+      drawCursor();
+      // ?step=18 opens the nearest snapshot (20): the URL says the step shown
+      if (new URL(window.location.href).searchParams.has("step")) CB.setQuery({step: state.step});
     }
     document.body.dataset.runStatus = page.run.status;
     if (!terminal) window.setTimeout(poll, POLL_MS);

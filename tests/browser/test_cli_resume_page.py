@@ -49,6 +49,11 @@ def the_run(engine) -> Run | None:
         return run
 
 
+def step_of(engine) -> int:
+    run = the_run(engine)
+    return 0 if run is None else run.step
+
+
 @pytest.fixture
 def interrupted(db_file_url):
     """A foreground run stopped with SIGINT after INTERRUPT_AFTER steps: (engine, the run as it stopped, the
@@ -57,8 +62,8 @@ def interrupted(db_file_url):
     cli = start_cli(db_file_url)
     try:
         engine = make_engine(db_file_url)
-        wait_for(lambda: cli.poll() is not None or ((run := the_run(engine)) is not None and run.step >= INTERRUPT_AFTER),
-                 timeout=90, interval=0.1, what=f"the CLI run to pass step {INTERRUPT_AFTER}")
+        wait_for(lambda: cli.poll() is not None or step_of(engine) >= INTERRUPT_AFTER, timeout=90, interval=0.1,
+                 what=f"the CLI run to pass step {INTERRUPT_AFTER}")
         assert cli.poll() is None, "the CLI ended before it was interrupted:\n" + cli.communicate()[1]
         cli.send_signal(signal.SIGINT)
         _, err = cli.communicate(timeout=60)

@@ -99,14 +99,14 @@ def run_claimed(claim: jobs.Claim, *, engine: Engine, settings: Settings,
              claim.job_id, claim.kind, claim.attempt, claim.token, claim.run_id, claim.from_step)
     if claim.kind == JOB_SWEEP:
         return _expand_sweep(engine, claim, settings)
-    refusal, spec = _check(engine, claim)
+    refusal, spec, payload = _check(engine, claim)
     if refusal is not None:
         return _finish(engine, claim, Status.FAILED, refusal)
     if claim.kind == JOB_TRAIN and claim.from_step >= spec.train.steps:  # trained to the end, never recorded so
         return _complete(engine, claim)
     if claim.kind != JOB_TRAIN:
         return _supervise(engine, [claim], settings, should_stop or (lambda: False))[0]
-    return run_claims([claim, *_companions(engine, claim, spec, settings)], engine=engine, settings=settings,
+    return run_claims([claim, *_companions(engine, claim, spec, payload, settings)], engine=engine, settings=settings,
                       should_stop=should_stop)[0]
 
 
@@ -121,7 +121,7 @@ def run_claims(claims: list[jobs.Claim], *, engine: Engine, settings: Settings,
     statuses: dict[int, str] = {}
     live = []
     for claim in claims:
-        refusal, spec = _check(engine, claim)
+        refusal, spec, _ = _check(engine, claim)
         waiting = _waiting_for_parent(engine, claim, spec) if refusal is None else None
         if refusal is not None:
             statuses[claim.job_id] = _finish(engine, claim, Status.FAILED, refusal)
@@ -139,23 +139,23 @@ def run_claims(claims: list[jobs.Claim], *, engine: Engine, settings: Settings,
     return [statuses[claim.job_id] for claim in claims]
 
 
-def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, RunSpec | None]:
-    """(why the job cannot run, or None; the run's spec), read before anything starts."""
+def _check(engine: Engine, claim: jobs.Claim) -> tuple[str | None, RunSpec | None, dict]:
+    """(why the job cannot run, or None; the run's spec; the job's payload), read before anything starts."""
     if claim.kind not in (JOB_TRAIN, JOB_INTERVENE):
-        return f"unsupported job kind {claim.kind!r}", None
+        return f"unsupported job kind {claim.kind!r}", None, {}
     with session_scope(engine, readonly=True) as session:
         run = crud.get_run(session, run_id=claim.run_id) if claim.run_id is not None else None
         if run is None:
-            return f"run {claim.run_id} does not exist", None
+            return f"run {claim.run_id} does not exist", None, {}
         flat = dict(run.spec or {})
         payload = dict(jobs.get_job(session, job_id=claim.job_id).payload or {})
     try:
         spec = RunSpec.from_flat(flat)
     except SpecError as exc:
-        return f"invalid spec: {exc}", None
+        return f"invalid spec: {exc}", None, payload
     if claim.kind == JOB_INTERVENE and not isinstance(payload.get("spec"), dict):
-        return "invalid intervention: the job carries no spec", None
-    return None, spec
+        return "invalid intervention: the job carries no spec", None, payload
+    return None, spec, payload
 
 
 def _waiting_for_parent(engine: Engine, claim: jobs.Claim, spec: RunSpec) -> str | None:
@@ -172,14 +172,14 @@ def _waiting_for_parent(engine: Engine, claim: jobs.Claim, spec: RunSpec) -> str
         return f"waiting for run {parent_id} to reach step {step} (now at {parent.step})"
 
 
-def _companions(engine: Engine, lead: jobs.Claim, spec: RunSpec, settings: Settings) -> list[jobs.Claim]:
+def _companions(engine: Engine, lead: jobs.Claim, spec: RunSpec, payload: dict,
+                settings: Settings) -> list[jobs.Claim]:
     """Claim the queued train jobs that train in one pack with ``lead`` (none when its pack size is 1).
 
-    The pack size is the lead's submitted ``pack_size``, else the worker's setting, else the cost
-    model of ``core.packing.choose_pack_size``.
+    The pack size is the lead's submitted ``pack_size`` (in its ``payload``, as ``_check`` read it),
+    else the worker's setting, else the cost model of ``core.packing.choose_pack_size``.
     """
-    with session_scope(engine, readonly=True) as session:
-        requested = (jobs.get_job(session, job_id=lead.job_id).payload or {}).get("pack_size")
+    requested = payload.get("pack_size")
     device = spec.train.device or os.environ.get(child.WORKER_DEVICE_ENV) or "cpu"
     sized = spec.model_copy(update={"train": spec.train.model_copy(update={"device": device})})
     size = choose_pack_size(sized, requested=requested, setting=settings.pack_size)

@@ -351,6 +351,10 @@ def _loop(pack: Pack) -> list[TrainResult | TrainingError]:
         leaving = [row for row, m in enumerate(pack.members) if m.done or m.callbacks.should_stop()]
         for row in leaving:
             m = pack.members[row]
+            if not m.done:  # stopped: the loss of the steps since its last report is recorded before it leaves
+                m.loss_total, m.loss_count = m.loss_total + float(loss_sum[row]), m.loss_count + ticks
+                if m.loss_count:
+                    _report(m, time.perf_counter())
             m.callbacks.checkpoint(m.step, checkpoints.RESUME, pack.resume_checkpoint(row))
             results[m.index] = TrainResult(steps=m.step, stopped=not m.done, final_metrics=m.final)
         if leaving:
@@ -380,11 +384,7 @@ def _loop(pack: Pack) -> list[TrainResult | TrainingError]:
             if m.step % m.t.checkpoint_every == 0 and not m.done:
                 m.callbacks.checkpoint(m.step, checkpoints.RESUME, pack.resume_checkpoint(row))
             if now - m.last_time >= 1.0 or m.done or values:
-                mean_loss, lr = m.loss_total / m.loss_count, lr_at(m.step, m.t)
-                m.callbacks.metrics(m.step, {metric_key("train", "loss"): mean_loss, metric_key("train", "lr"): lr})
-                rate = (m.step - m.last_step) / (now - m.last_time)
-                m.callbacks.progress(Progress(m.step, m.t.steps, mean_loss, rate, lr, m.test_acc, m.peaky))
-                m.last_time, m.last_step, m.loss_total, m.loss_count = now, m.step, 0.0, 0
+                _report(m, now)
         ticks = 0
         if failed:
             keep = [row for row in range(len(pack.members)) if row not in failed]
@@ -405,3 +405,12 @@ def _record(pack: Pack, row: int, step: int) -> dict[str, float]:
     if isinstance(cb, PackCallbacks):
         cb.model(step, model)
     return record_step(model, m.data, m.spec, pack.device, cb, step)
+
+
+def _report(m, now: float) -> None:
+    """Record member ``m``'s mean training loss since its last report, and its progress, at its step."""
+    mean_loss, lr = m.loss_total / m.loss_count, lr_at(m.step, m.t)
+    m.callbacks.metrics(m.step, {metric_key("train", "loss"): mean_loss, metric_key("train", "lr"): lr})
+    rate = (m.step - m.last_step) / max(now - m.last_time, 1e-9)
+    m.callbacks.progress(Progress(m.step, m.t.steps, mean_loss, rate, lr, m.test_acc, m.peaky))
+    m.last_time, m.last_step, m.loss_total, m.loss_count = now, m.step, 0.0, 0

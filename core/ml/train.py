@@ -310,5 +310,11 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
             cb.metrics(step, {metric_key(TRAIN, LOSS): mean_loss, metric_key(TRAIN, LR): lr})
             cb.progress(Progress(step, t.steps, mean_loss, (step - last_step) / (now - last_time), lr, test_acc, peaky))
             last_time, last_step, loss_sum, loss_count = now, step, 0.0, 0
+    if stopped and loss_count:  # the steps since the last report: their loss and the step reached are recorded too
+        now = time.perf_counter()
+        mean_loss = loss_sum / loss_count
+        cb.metrics(step, {metric_key(TRAIN, LOSS): mean_loss, metric_key(TRAIN, LR): lr_at(step, t)})
+        cb.progress(Progress(step, t.steps, mean_loss, (step - last_step) / max(now - last_time, 1e-9), lr_at(step, t),
+                             test_acc, peaky))
     cb.checkpoint(step, checkpoints.RESUME, checkpoints.to_bytes(checkpoints.resume_state(model, optimizer, step)))
     return TrainResult(steps=step, stopped=stopped, final_metrics=final)

@@ -257,6 +257,8 @@ def test_a_member_stops_alone_and_resumes_in_another_pack_where_the_uninterrupte
     cut = [recorder(stop_after=5), recorder()]
     first = train_pack(specs, cut)
     assert first[0].stopped and first[0].steps == 5 and not first[1].stopped
+    assert [step for step, values in cut[0].metric_calls if "train/loss" in values][-1] == 5  # its last steps' loss
+    assert cut[0].progress_steps[-1] == 5
     assert max_diff(final_model(cut[1], first[1]), final_model(whole[1], full[1])) < 1e-6  # the other went on
     resumed = [recorder(), recorder()]
     checkpoint = cut[0].checkpoints[(5, checkpoints.RESUME)]

@@ -254,6 +254,8 @@ def test_should_stop_stops_early(tiny_spec, recorder, weights_equal):
     assert (5, checkpoints.RESUME) in cb.checkpoints  # where a resume picks up
     assert 12 not in cb.snapshots
     assert checkpoints.from_bytes(cb.checkpoints[(5, checkpoints.RESUME)])["step"] == 5
+    # the steps since the last report (an evaluation at step 0; 6 is the next) are recorded, not lost
+    assert [step for step, values in cb.metric_calls if "train/loss" in values][-1] == 5 and cb.progress_steps[-1] == 5
     # stopping then resuming ends where an uninterrupted run ends
     rest = recorder()
     train(tiny_spec(), rest, resume=cb.checkpoints[(5, checkpoints.RESUME)])

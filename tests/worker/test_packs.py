@@ -46,6 +46,12 @@ def metrics(engine, run_id: int) -> dict[tuple[str, int], float]:
         return {(key, step): value for key, step, value in crud.get_metrics(session, run_id=run_id)}
 
 
+def at_evaluations(recorded: dict) -> dict:
+    """The metrics at evaluation steps (0, 10, 20), the timer-written loss's value left out: its window may differ."""
+    return {(key, step): (math.nan if key == "train/loss" else value) for (key, step), value in recorded.items()
+            if step % 10 == 0}
+
+
 def test_compatible_queued_runs_train_as_one_pack_and_record_what_their_solo_runs_record(sqlite_engine):
     engine = sqlite_engine
     members = submit(engine, {**FAST, "seed": 0}, {**FAST, "seed": 1, "lr": 3e-3}, {**FAST, "seed": 2, "dropout": 0.0})
@@ -64,9 +70,14 @@ def test_compatible_queued_runs_train_as_one_pack_and_record_what_their_solo_run
 
     assert execute_job(solo[0][1], engine=engine, worker_id="w", settings=SETTINGS) == "SUCCEEDED"
     assert events(job_row(engine, solo[0][1]), "packed") == []
-    packed, alone = metrics(engine, members[1][0]), metrics(engine, solo[0][0])
-    assert packed.keys() == alone.keys()  # every metric at every step, as the solo run records it
-    assert {step for _, step in packed} >= {0, 10, 20}
+    # Every metric at every evaluation step, as the solo run records it. Between evaluations the training
+    # loss is also written on a one-second wall-clock timer (a mean since the last write), so which extra
+    # steps carry it, and over which window the mean runs, depends on the machine's speed: compared only
+    # where both runs must write it.
+    packed, alone = (at_evaluations(metrics(engine, run_id)) for run_id in (members[1][0], solo[0][0]))
+    assert packed.keys() == alone.keys()
+    assert {step for _, step in packed} == {0, 10, 20}
+    assert {step for key, step in packed if key == "train/loss"} == {10, 20}
     worst = max(abs(packed[k] - alone[k]) for k in packed if not math.isnan(alone[k]))
     assert worst < 1e-5, worst
     with session_scope(engine, readonly=True) as session:

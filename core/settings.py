@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None  # signs CSRF tokens and login cookies; None: a random key per process
     max_body_bytes: int = Field(1_000_000, ge=1024)  # larger request bodies get 413
     pack_size: int | None = Field(None, ge=1, le=512)  # train jobs per pack; None: core/packing.py's cost model
+    local_workers: int = Field(1, ge=1, le=64)  # `circuitboard serve` starts this many embedded workers (jobs at once)
+    train_threads: int | None = Field(None, ge=1, le=1024)  # torch CPU threads per job's process; None: torch's
+    # choice, or the cores shared out when serve starts several local workers
     max_inflight_requests: int = Field(64, ge=1)  # past this many requests at once, a web server answers 503 at once
     db_pool_timeout_seconds: float = Field(2.0, gt=0, le=60)  # a request waits this long for a pooled connection, then 503
     page_cache_mb: int = Field(64, ge=0)  # finished runs' rendered pages and JSON kept in memory per server process (0: off)

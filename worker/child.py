@@ -204,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     from core.db.session import make_engine
     from core.settings import Settings
 
-    engine = make_engine(Settings().database_url)
+    settings = Settings()
+    if settings.train_threads:  # several workers on one machine share its cores (circuitboard serve --local-workers)
+        import torch
+
+        torch.set_num_threads(settings.train_threads)
+    engine = make_engine(settings.database_url)
     try:
         status = run_job(engine, *members[0], stop) if len(members) == 1 else run_pack(engine, members, stop)
     except jobs.LeaseLost:

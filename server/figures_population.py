@@ -28,8 +28,9 @@ def _layout(title: str, *, x_title: str = "step", y_title: str = "", y_range: Se
             height: int = 300) -> dict:
     layout = {"title": {"text": title, "font": {"size": 13}}, "font": FONT, "height": height,
               "margin": {"l": 55, "r": 15, "t": 36, "b": 45}, "hovermode": "x unified",
-              "xaxis": {"title": {"text": x_title}}, "yaxis": {"title": {"text": y_title}},
-              "legend": {"orientation": "h", "y": -0.25, "font": {"size": 11}}}
+              "xaxis": {"title": {"text": x_title, "standoff": 4}}, "yaxis": {"title": {"text": y_title}},
+              # below the axis title, not on it (yanchor top: the legend hangs from y, however many rows)
+              "legend": {"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top", "font": {"size": 11}}}
     if y_range is not None:
         layout["yaxis"]["range"] = list(y_range)
     return layout
@@ -161,7 +162,7 @@ def intervention_distribution_figure(series: Sequence[Mapping[str, Any]]) -> dic
     names, baseline, intervened, hover = [], [], [], []
     for entry in series:
         for p in entry["points"]:
-            names.append(escape(entry["title"]))
+            names.append(_tick(entry["title"]))
             baseline.append(p["baseline"])
             intervened.append(p["accuracy"])
             hover.append(_point_hover(p))
@@ -173,5 +174,17 @@ def intervention_distribution_figure(series: Sequence[Mapping[str, Any]]) -> dic
     layout = _layout("accuracy over members: baseline and intervened", x_title="", y_title="accuracy (L = 4..max)",
                      y_range=ACCURACY_RANGE, height=340)
     layout.update(hovermode="closest", boxmode="group")
-    layout["xaxis"]["automargin"] = True
+    layout["xaxis"].update(automargin=True, tickangle=0)
+    layout["legend"]["y"] = -0.45  # below the labels' four lines
     return {"data": data, "layout": layout}
+
+
+def _tick(title: str) -> str:
+    """A series title as a category label of short lines (``pattern/ideal<br>each member's<br>EoI locator``),
+    so several sit side by side, level, instead of long rotated labels running into each other."""
+    lines = []
+    for part in title.split(" @ "):  # the intervention, then its target, each on lines of its own
+        lines.append("")
+        for word in part.split():
+            lines[-1:] = [f"{lines[-1]} {word}".strip()] if len(lines[-1]) + len(word) < 18 else [lines[-1], word]
+    return "<br>".join(escape(line) for line in lines)

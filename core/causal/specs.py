@@ -77,7 +77,8 @@ class InterventionSpec(BaseModel):
         known = KINDS[self.kind].variants
         for variant in self.variants:
             if variant not in known:
-                raise ValueError(f"variants: {variant!r} is not a {self.kind} variant; known: {', '.join(known)}")
+                raise ValueError(f"variants: {variant!r} is not {'an' if self.kind[0] in 'aeiou' else 'a'} {self.kind} "
+                                 f"variant; known: {', '.join(known)}")
         if "run" in self.variants and self.source_run is None:
             raise ValueError("source_run: the 'run' pattern variant needs a source run")
         if "shift" in self.variants and self.shift == 0:

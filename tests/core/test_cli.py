@@ -172,7 +172,8 @@ def test_serve_with_several_workers_shares_one_secret_key(db, monkeypatch, worke
     monkeypatch.setattr("signal.signal", lambda *a: None)  # cmd_serve installs handlers for uvicorn's re-raise
     get_settings.cache_clear()
     try:
-        args = argparse.Namespace(db=db[0], no_worker=True, host="127.0.0.1", port=0, workers=workers)
+        args = argparse.Namespace(db=db[0], no_worker=True, host="127.0.0.1", port=0, workers=workers,
+                                  local_workers=None)
         assert serve.cmd_serve(args) == 0
     finally:
         get_settings.cache_clear()

@@ -187,7 +187,8 @@ class LiveLine:
                 continue
             if not line or line == self.last:
                 continue
-            counts, now = line.split(" | ")[0], time.monotonic()
+            head, now = line.split(" | ")[0], time.monotonic()
+            counts = head if " runs: " in head else ""  # a seed set's statuses; one run's line has none
             if not self.tty and counts == self.last_counts and now - self.last_written < self.LOG_EVERY_S:
                 continue
             self.stream.write("\r" + line.ljust(120)[:160] if self.tty else line + "\n")
@@ -202,7 +203,11 @@ class LiveLine:
             rows = [jobs.get_job(session, job_id=job_id) for job_id in self.job_ids]
             states = [(row.status, dict(row.progress or {})) for row in rows]
         if len(states) == 1:
-            return progress_text(states[0][1]) if states[0][0] == "RUNNING" else ""
+            status, progress = states[0]
+            if status != "RUNNING" or progress.get("step") is None or progress.get("total") is None:
+                return ""
+            return progress_text({**progress, "eta_s": self.eta(progress["step"], progress["total"],
+                                                                [progress.get("eta_s")])})
         counts = {}
         for status, _ in states:
             counts[status] = counts.get(status, 0) + 1

@@ -51,3 +51,21 @@ def test_a_log_file_gets_a_line_at_most_every_ten_seconds(monkeypatch):
     line._loop()
     assert line.stream.getvalue().splitlines() == ["4 runs: 4 RUNNING | steps 10/100",
                                                    "4 runs: 1 SUCCEEDED, 3 RUNNING | steps 30/100"]
+
+
+def test_one_runs_line_in_a_log_file_is_throttled_too(monkeypatch):
+    line, clock = line_without_thread(monkeypatch)
+    line.stream, line.tty, line.every = io.StringIO(), False, 0
+    line.last, line.last_counts, line.last_written = "", "", 0.0
+    renders = iter([f"step {step}/100 | ETA 00:10" for step in (10, 20, 30)])
+    ticks = iter([0.0, 3.0, 11.0])  # seconds after the first line
+    waits = iter([False, False, False, True])
+
+    def render():
+        clock[0] = 1000.0 + next(ticks)
+        return next(renders)
+
+    line.render = render
+    line.done = type("Done", (), {"wait": lambda self, _: next(waits)})()
+    line._loop()
+    assert line.stream.getvalue().splitlines() == ["step 10/100 | ETA 00:10", "step 30/100 | ETA 00:10"]

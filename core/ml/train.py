@@ -279,6 +279,16 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
         checkpoints.restore_rng(state)
     model.train()
     last_time, last_step, loss_sum, loss_count = time.perf_counter(), start, 0.0, 0
+
+    def report(step: int) -> None:
+        """Record the mean training loss since the last report, and the progress, at ``step``."""
+        nonlocal last_time, last_step, loss_sum, loss_count
+        now, lr, mean_loss = time.perf_counter(), lr_at(step, t), loss_sum / loss_count
+        cb.metrics(step, {metric_key(TRAIN, LOSS): mean_loss, metric_key(TRAIN, LR): lr})
+        cb.progress(Progress(step, t.steps, mean_loss, (step - last_step) / max(now - last_time, 1e-9), lr, test_acc,
+                             peaky))
+        last_time, last_step, loss_sum, loss_count = now, step, 0.0, 0
+
     test_acc = final.get(metric_key(TEST, SEQ_ACC))
     peaky = best_peaky(final)
     step = start
@@ -304,17 +314,9 @@ def train(spec, callbacks: Callbacks | None = None, *, resume: bytes | None = No
         peaky = best_peaky(values) or peaky
         if step % t.checkpoint_every == 0 and step != t.steps:
             cb.checkpoint(step, checkpoints.RESUME, checkpoints.to_bytes(checkpoints.resume_state(model, optimizer, step)))
-        now = time.perf_counter()
-        if now - last_time >= 1.0 or step == t.steps or values:
-            mean_loss = loss_sum / loss_count
-            cb.metrics(step, {metric_key(TRAIN, LOSS): mean_loss, metric_key(TRAIN, LR): lr})
-            cb.progress(Progress(step, t.steps, mean_loss, (step - last_step) / (now - last_time), lr, test_acc, peaky))
-            last_time, last_step, loss_sum, loss_count = now, step, 0.0, 0
+        if time.perf_counter() - last_time >= 1.0 or step == t.steps or values:
+            report(step)
     if stopped and loss_count:  # the steps since the last report: their loss and the step reached are recorded too
-        now = time.perf_counter()
-        mean_loss = loss_sum / loss_count
-        cb.metrics(step, {metric_key(TRAIN, LOSS): mean_loss, metric_key(TRAIN, LR): lr_at(step, t)})
-        cb.progress(Progress(step, t.steps, mean_loss, (step - last_step) / max(now - last_time, 1e-9), lr_at(step, t),
-                             test_acc, peaky))
+        report(step)
     cb.checkpoint(step, checkpoints.RESUME, checkpoints.to_bytes(checkpoints.resume_state(model, optimizer, step)))
     return TrainResult(steps=step, stopped=stopped, final_metrics=final)

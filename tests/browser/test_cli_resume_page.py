@@ -11,19 +11,14 @@ spec's last step, with every evaluation recorded once across the two sittings.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
-from sqlalchemy import select
 
 from core.db import crud, jobs
-from core.db.models import Run
 from core.db.session import make_engine, session_scope, upgrade
-from tests.browser.conftest import ROOT, live_server
-from tests.worker.support import FAST, WORKER_ENV, events, wait_for
+from tests.browser.conftest import live_server
+from tests.worker.support import FAST, events, foreground_train, only_run, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -32,25 +27,8 @@ SPEC = {**FAST, "steps": 400, "eval_every": 20, "snapshot_every": 100, "checkpoi
 INTERRUPT_AFTER = 40  # steps trained before Ctrl-C: at least two resume checkpoints
 
 
-def start_cli(db_url: str) -> subprocess.Popen:
-    sets = [item for key, value in SPEC.items() for item in ("--set", f"{key}={value}")]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CIRCUITBOARD_")}, **WORKER_ENV}
-    return subprocess.Popen([sys.executable, "-m", "core.cli", "train", "--preset", "fast-parity", *sets,
-                             "--threads", "1", "--db", db_url], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def the_run(engine) -> Run | None:
-    """The database's one run, detached (None before the CLI has made it)."""
-    with session_scope(engine, readonly=True) as session:
-        run = session.scalars(select(Run)).one_or_none()
-        if run is not None:
-            session.expunge(run)
-        return run
-
-
 def step_of(engine) -> int:
-    run = the_run(engine)
+    run = only_run(engine)
     return 0 if run is None else run.step
 
 
@@ -59,7 +37,7 @@ def interrupted(db_file_url):
     """A foreground run stopped with SIGINT after INTERRUPT_AFTER steps: (engine, the run as it stopped, the
     CLI's exit status, its stderr)."""
     upgrade(db_file_url)  # so the polls below find the tables before the CLI has migrated them
-    cli = start_cli(db_file_url)
+    cli = foreground_train(db_file_url, SPEC)
     try:
         engine = make_engine(db_file_url)
         wait_for(lambda: cli.poll() is not None or step_of(engine) >= INTERRUPT_AFTER, timeout=90, interval=0.1,
@@ -71,7 +49,7 @@ def interrupted(db_file_url):
         if cli.poll() is None:
             cli.kill()
             cli.communicate()
-    yield engine, the_run(engine), cli.returncode, err
+    yield engine, only_run(engine), cli.returncode, err
     engine.dispose()
 
 

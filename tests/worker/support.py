@@ -22,10 +22,11 @@ from typing import Any
 
 import psutil
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import URL
 
 from core.db import crud, jobs
+from core.db.models import Run
 from core.db.session import make_engine, session_scope, upgrade
 from core.settings import Settings
 from core.specs.run import RunSpec
@@ -332,3 +333,22 @@ def _pings(client) -> bool:
         return bool(client.ping())
     except Exception:  # noqa: BLE001 - not up yet
         return False
+
+
+def foreground_train(url: str, spec: dict[str, Any], *args: str) -> subprocess.Popen:
+    """``circuitboard train --preset fast-parity`` with ``spec`` as ``--set``s, one thread, on ``url``: a real
+    foreground run (stdout and stderr piped), in an environment with no CIRCUITBOARD_* of the caller's."""
+    sets = [item for key, value in spec.items() for item in ("--set", f"{key}={value}")]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CIRCUITBOARD_")}, **WORKER_ENV}
+    return subprocess.Popen([sys.executable, "-m", "core.cli", "train", "--preset", "fast-parity", *sets,
+                             "--threads", "1", "--db", url, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def only_run(engine: Engine) -> Run | None:
+    """The database's one run, detached (None before the CLI has made it)."""
+    with session_scope(engine, readonly=True) as session:
+        run = session.scalars(select(Run)).one_or_none()
+        if run is not None:
+            session.expunge(run)
+        return run

@@ -13,13 +13,11 @@ import subprocess
 import sys
 
 import pytest
-from sqlalchemy import select
 
 from core.db import crud, jobs
-from core.db.models import Run
 from core.db.session import session_scope
 from core.settings import Settings
-from tests.worker.support import ROOT, SLOW, WORKER_ENV, events, job_row, run_row, wait_for
+from tests.worker.support import ROOT, SLOW, WORKER_ENV, events, foreground_train, job_row, only_run, run_row, wait_for
 from worker.execute import execute_job
 
 SPEC = {**SLOW, "steps": 40, "checkpoint_every": 5, "warmup_steps": 0}
@@ -39,22 +37,9 @@ def no_cli_left_behind():
 
 
 def start_train(url: str, *args: str) -> subprocess.Popen:
-    sets = [item for key, value in SPEC.items() for item in ("--set", f"{key}={value}")]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CIRCUITBOARD_")}, **WORKER_ENV}
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", "train", "--preset", "fast-parity", *sets,
-                                "--threads", "1", "--db", url, *args], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = foreground_train(url, SPEC, *args)
     STARTED.append(process)
     return process
-
-
-def only_run(engine) -> Run | None:
-    """The database's one run (None before the CLI has made it)."""
-    with session_scope(engine, readonly=True) as session:
-        run = session.scalars(select(Run)).one_or_none()
-        if run is not None:
-            session.expunge(run)
-        return run
 
 
 def trained(engine, steps: int) -> bool:
